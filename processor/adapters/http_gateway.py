@@ -1,0 +1,165 @@
+"""The gateway adapter: ``POST {GATEWAY_URL}/v1/charges`` over httpx.
+
+httpx's default transport slowed to a few hundred requests/s with 100 requests in flight on
+these machines, so the adapter runs httpx over aiohttp's connection pool (``httpx-aiohttp``)
+and keeps httpx's API (respx tests inject their own transport). Every httpx error is
+translated here into a ``GatewayAnswer``: the retry policy never sees an httpx type.
+
+tenacity gives connection errors (nothing was sent, so nothing can have been charged) a
+short, bounded in-process retry before the queue-level ladder takes over.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from retry.policy import (
+    Charged,
+    Declined,
+    GatewayAnswer,
+    Rejected,
+    StatusClass,
+    Transient,
+    TransientKind,
+    classify_status,
+)
+from schemas.cards import redact_card_numbers
+from schemas.outcome import ErrorInfo
+from schemas.payment import PaymentRequest
+
+CONNECT_RETRIES = 2
+
+
+def default_transport(max_connections: int) -> httpx.AsyncBaseTransport:
+    """httpx over aiohttp's pool, sized for ``max_connections`` requests in flight."""
+    from httpx_aiohttp import AiohttpTransport
+
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits, trust_env=False)
+    return transport
+
+
+class HttpGateway:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 100,
+        connect_retries: int = CONNECT_RETRIES,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout),
+            transport=transport or default_transport(max_connections),
+            trust_env=False,
+        )
+        self._connect_retries = connect_retries
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def charge(self, request: PaymentRequest) -> GatewayAnswer:
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(httpx.ConnectError),
+                stop=stop_after_attempt(self._connect_retries + 1),
+                wait=wait_exponential(multiplier=0.05, max=0.5),
+                reraise=True,
+            ):
+                with attempt:
+                    response = await self._client.post(
+                        "/v1/charges",
+                        content=orjson.dumps(request.gateway_body()),
+                        headers={
+                            "Idempotency-Key": request.key,
+                            "Content-Type": "application/json",
+                        },
+                    )
+        except httpx.TimeoutException as exc:
+            return Transient(
+                TransientKind.TIMEOUT, ErrorInfo(code="gateway_timeout", message=_why(exc))
+            )
+        except httpx.TransportError as exc:
+            return Transient(
+                TransientKind.CONNECTION,
+                ErrorInfo(code="gateway_unreachable", message=_why(exc)),
+            )
+        return interpret_response(response.status_code, response.content, response.headers)
+
+
+def interpret_response(status: int, content: bytes, headers: Any) -> GatewayAnswer:
+    """Turn an HTTP answer into a ``GatewayAnswer`` (pure; exposed for tests)."""
+    body = _json(content)
+    error = _error(body, status)
+    match classify_status(status):
+        case StatusClass.SUCCESS:
+            charge_id = body.get("id") if isinstance(body, dict) else None
+            if body.get("status") == "succeeded" and isinstance(charge_id, str):
+                return Charged(charge_id)
+            return Transient(
+                TransientKind.UNEXPECTED_ANSWER,
+                ErrorInfo(code="unexpected_answer", message=f"{status} without a succeeded charge"),
+                http_status=status,
+            )
+        case StatusClass.DECLINED:
+            return Declined(error)
+        case StatusClass.REJECTED:
+            return Rejected(status, error)
+        case StatusClass.TRANSIENT:
+            if status == 429:
+                kind = TransientKind.RATE_LIMITED
+            elif status in (401, 403):
+                kind = TransientKind.GATEWAY_AUTH
+            else:
+                kind = TransientKind.SERVER_ERROR
+            return Transient(kind, error, http_status=status, retry_after=_retry_after(headers))
+    raise AssertionError(status)  # pragma: no cover
+
+
+def _json(content: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(content) if content else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _error(body: dict[str, Any], status: int) -> ErrorInfo:
+    raw = body.get("error")
+    if isinstance(raw, dict):
+        code = str(raw.get("code") or raw.get("type") or f"http_{status}")
+        message = str(raw.get("message") or "")
+    else:
+        code, message = f"http_{status}", ""
+    return ErrorInfo(
+        code=redact_card_numbers(code)[:64],
+        message=redact_card_numbers(message or f"gateway answered {status}")[:500],
+    )
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("retry-after") if headers is not None else None
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return None
+
+
+def _why(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return redact_card_numbers(f"{type(exc).__name__}: {text}")[:300]

@@ -1,0 +1,94 @@
+"""Settings from the environment (prefix ``PAYPROC_``); a bad value stops start-up with one
+line naming the setting."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from retry.policy import PolicyError, RetryPolicy, parse_delays
+
+
+class ConfigError(SystemExit):
+    """Raised with a one-line message that names the offending setting."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PAYPROC_", extra="ignore")
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    database_url: str = "sqlite:///./payproc.db"
+    gateway_url: str = "http://127.0.0.1:8081"
+    gateway_timeout: float = Field(default=5.0, gt=0, le=300)
+    namespace: str = Field(default="payments", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    prefetch: int = Field(default=100, ge=1, le=5000)
+    retry_delays: Annotated[tuple[float, ...], NoDecode] = (1.0, 5.0, 30.0, 120.0, 600.0)
+    max_attempts: int = Field(default=6, ge=1, le=100)
+    delivery_limit: int = Field(default=10, ge=2, le=1000)
+    poison_threshold: int = Field(default=3, ge=1, le=100)
+    admin_token: str | None = Field(default=None, repr=False)
+    admin_bind: str = "127.0.0.1:8080"
+    log_format: str = Field(default="text", pattern=r"^(text|json)$")
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("retry_delays", mode="before")
+    @classmethod
+    def _parse_delays(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return parse_delays(value)
+            except PolicyError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_scheme(cls, value: str) -> str:
+        if not value.startswith(("amqp://", "amqps://")):
+            raise ValueError("must start with amqp:// or amqps://")
+        return value
+
+    @field_validator("gateway_url")
+    @classmethod
+    def _http_scheme(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql", "postgres://")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _policy_is_consistent(self) -> Settings:
+        try:
+            RetryPolicy(self.retry_delays, self.max_attempts)
+        except PolicyError as exc:
+            raise ValueError(f"retry_delays/max_attempts: {exc}") from exc
+        return self
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(self.retry_delays, self.max_attempts)
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claimed payment is protected from a second, concurrent charge attempt."""
+        return self.gateway_timeout * 3 + 5
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; on a bad value raise ``ConfigError`` naming ``PAYPROC_<SETTING>``."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        name = str(first["loc"][0]) if first["loc"] else "settings"
+        raise ConfigError(
+            f"payproc: invalid setting PAYPROC_{name.upper()}: {first['msg']}"
+        ) from None

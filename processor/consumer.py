@@ -1,0 +1,159 @@
+"""The AMQP consumer: decode -> use case -> settle. Nothing else lives here.
+
+Ack/nack is decided explicitly in one place (``_settle``) instead of aio-pika's
+``message.process()``, which rejects with ``requeue=False`` on *any* exception, including the
+``CancelledError`` of a shutdown: that would dead-letter healthy payments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+
+from processor.decode import Invalid, decode_request
+from processor.envelope import Envelope
+from processor.ports import PublishFailed, StoreUnavailable
+from processor.use_cases import Deps, Handled, park_invalid, park_poison, process_payment
+from retry.amqp_publisher import ORIGIN
+from schemas.payment import PaymentRequest
+
+log = logging.getLogger("payproc.worker")
+
+
+def envelope_from(message: AbstractIncomingMessage) -> Envelope:
+    return Envelope(
+        body=message.body,
+        headers=dict(message.headers or {}),
+        content_type=message.content_type,
+        reply_to=message.reply_to,
+        correlation_id=message.correlation_id,
+        message_id=message.message_id,
+    )
+
+
+@dataclass
+class ConsumerStats:
+    outcomes: dict[str, int] = field(default_factory=dict)
+    gateway_calls: int = 0
+    requeued: int = 0
+    stale_acks: int = 0
+
+    def count(self, outcome: str) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+
+OutcomeListener = Callable[[Handled, float], None]
+
+
+class PaymentConsumer:
+    def __init__(
+        self,
+        deps: Deps,
+        poison_threshold: int,
+        on_outcome: OutcomeListener | None = None,
+    ) -> None:
+        self._deps = deps
+        self._poison_threshold = poison_threshold
+        self._on_outcome = on_outcome
+        self.stats = ConsumerStats()
+        self.in_flight: set[asyncio.Task[None]] = set()
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.in_flight.add(task)
+        try:
+            await self._handle(message)
+        finally:
+            if task is not None:
+                self.in_flight.discard(task)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        started = time.perf_counter()
+        envelope = envelope_from(message)
+        owner = f"{ORIGIN}:{uuid.uuid4().hex[:12]}"
+        decoded = decode_request(envelope.body, envelope.content_type)
+        request = decoded if isinstance(decoded, PaymentRequest) else None
+        try:
+            if isinstance(decoded, Invalid):
+                handled = await park_invalid(envelope, decoded.error, self._deps, decoded)
+            else:
+                handled = await process_payment(decoded, envelope, owner, self._deps)
+        except asyncio.CancelledError:
+            # Shutdown: give the message back, never dead-letter it.
+            await self._settle(message, requeue=True)
+            raise
+        except (StoreUnavailable, PublishFailed) as exc:
+            log.warning(
+                "infrastructure unavailable, message returned to the queue",
+                extra={"payment_id": request.key if request else None, "error": str(exc)},
+            )
+            await self._settle(message, requeue=True)
+            return
+        except Exception as exc:
+            await self._crashed(message, envelope, request, exc)
+            return
+        await self._settle(message, requeue=None)
+        self.stats.count(handled.outcome)
+        if handled.gateway_called:
+            self.stats.gateway_calls += 1
+        if self._on_outcome is not None:
+            self._on_outcome(handled, time.perf_counter() - started)
+        log.debug(
+            "payment handled",
+            extra={
+                "payment_id": request.key if request else None,
+                "attempt": envelope.attempt + (1 if handled.gateway_called else 0),
+                "outcome": handled.outcome,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+
+    async def _crashed(
+        self,
+        message: AbstractIncomingMessage,
+        envelope: Envelope,
+        request: PaymentRequest | None,
+        exc: Exception,
+    ) -> None:
+        deliveries = envelope.delivery_count + 1
+        log.error(
+            "processing crashed",
+            extra={
+                "payment_id": request.key if request else None,
+                "deliveries": deliveries,
+                "error": f"{type(exc).__name__}: {exc}"[:300],
+            },
+        )
+        if deliveries < self._poison_threshold:
+            await self._settle(message, requeue=True)
+            return
+        try:
+            handled = await park_poison(request, envelope, exc, self._deps)
+        except Exception:
+            log.exception("could not park a poison message; returning it to the queue")
+            await self._settle(message, requeue=True)
+            return
+        self.stats.count(handled.outcome)
+        await self._settle(message, requeue=None)
+
+    async def _settle(self, message: AbstractIncomingMessage, requeue: bool | None) -> None:
+        """Ack (``requeue=None``) or return the message; a stale channel is not an error."""
+        try:
+            if requeue is None:
+                await message.ack()
+            else:
+                self.stats.requeued += 1
+                await message.nack(requeue=True)
+        except (ChannelInvalidStateError, AMQPError, ConnectionError, RuntimeError) as exc:
+            # Received before a reconnect: the broker has already re-queued it and will
+            # deliver it again; the store makes that redelivery harmless.
+            self.stats.stale_acks += 1
+            log.warning("could not settle a message on a closed channel: %s", exc)

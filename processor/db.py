@@ -1,0 +1,66 @@
+"""Database engines: one place that turns ``PAYPROC_DATABASE_URL`` into an async engine.
+
+SQLite runs in WAL mode with a busy timeout so the admin API can read while a worker writes;
+its writes are serialised through one pooled connection (SQLite allows one writer anyway).
+PostgreSQL goes through asyncpg.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlmodel import SQLModel
+
+import schemas.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+
+def async_url(url: str) -> str:
+    """Pick the async driver for a plain ``sqlite://`` or ``postgresql://`` URL."""
+    if url.startswith("sqlite:"):
+        return "sqlite+aiosqlite:" + url[len("sqlite:") :]
+    if url.startswith("postgres://"):
+        return "postgresql+asyncpg://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        return "postgresql+asyncpg://" + url[len("postgresql://") :]
+    return url
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An async engine with the right pool and pragmas for the URL's database."""
+    if is_sqlite(url):
+        engine = create_async_engine(
+            async_url(url),
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=120,
+            connect_args={"timeout": 30},
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=60,
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+async def create_schema(engine: AsyncEngine) -> None:
+    """Create missing tables (idempotent)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(SQLModel.metadata.create_all)

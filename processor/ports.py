@@ -1,0 +1,158 @@
+"""The ports use cases depend on. Adapters implement them; tests hand-write fakes.
+
+Nothing in here knows about aio-pika, httpx or SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from processor.envelope import Envelope
+from retry.policy import GatewayAnswer
+from schemas.outcome import ErrorInfo, ParkReason, PaymentResult, PaymentStatus, RetryScheduled
+from schemas.payment import PaymentRequest
+
+
+class StoreUnavailable(Exception):
+    """The database could not be reached or was locked; the message must wait, not be acked."""
+
+
+class PublishFailed(Exception):
+    """The broker did not confirm a publish (nacked, returned or connection lost)."""
+
+
+class Gateway(Protocol):
+    async def charge(self, request: PaymentRequest) -> GatewayAnswer:
+        """Charge ``request`` with its payment_id as Idempotency-Key; never raises for HTTP."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentSnapshot:
+    payment_id: str
+    status: PaymentStatus
+    attempts: int
+    gateway_charge_id: str | None
+    last_error: ErrorInfo | None
+    dead_letter_reason: str | None
+    updated_at: datetime
+
+    def result(self) -> PaymentResult:
+        return PaymentResult(
+            payment_id=self.payment_id,
+            status=self.status,
+            attempts=self.attempts,
+            gateway_charge_id=self.gateway_charge_id,
+            error=self.last_error,
+            processed_at=self.updated_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """This worker owns the payment until ``lease_until`` and may call the gateway."""
+
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlreadyFinal:
+    snapshot: PaymentSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class HeldElsewhere:
+    """Another delivery of the same payment is being charged right now."""
+
+    seconds_left: float
+
+
+@dataclass(frozen=True, slots=True)
+class FingerprintConflict:
+    """Same payment_id, different amount/currency/merchant: refused, nothing charged."""
+
+    error: ErrorInfo
+
+
+ClaimResult = Claimed | AlreadyFinal | HeldElsewhere | FingerprintConflict
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    attempt: int
+    started_at: datetime
+    finished_at: datetime
+    outcome: str
+    http_status: int | None
+    error: ErrorInfo | None
+    replay_of: str | None
+
+
+class PaymentStore(Protocol):
+    async def claim(
+        self, request: PaymentRequest, owner: str, lease_seconds: float, reopen: bool
+    ) -> ClaimResult:
+        """Mark the payment "processing" (committed) before the gateway is called."""
+        ...
+
+    async def record(
+        self,
+        payment_id: str,
+        owner: str,
+        attempt: AttemptRecord,
+        status: PaymentStatus,
+        charge_id: str | None = None,
+        error: ErrorInfo | None = None,
+        park_reason: ParkReason | None = None,
+    ) -> PaymentSnapshot:
+        """Commit the outcome of one attempt and return the payment as stored."""
+        ...
+
+    async def mark_dead_lettered(
+        self, payment_id: str, reason: ParkReason, error: ErrorInfo
+    ) -> PaymentSnapshot | None:
+        """Record that the payment was parked without a gateway attempt (poison, conflict)."""
+        ...
+
+    async def get(self, payment_id: str) -> PaymentSnapshot | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ParkNotice:
+    """What travels with a parked message as small headers."""
+
+    reason: ParkReason
+    error: ErrorInfo
+    attempts: int
+    payment_id: str | None = None
+    merchant_id: str | None = None
+    http_status: int | None = None
+    exception_type: str | None = None
+
+
+class Publisher(Protocol):
+    async def schedule_retry(
+        self, envelope: Envelope, delay: float, attempt: int, deferred: bool = False
+    ) -> None:
+        """Publish a copy to the retry queue for ``delay`` (confirmed, mandatory)."""
+        ...
+
+    async def park(self, envelope: Envelope, notice: ParkNotice) -> None:
+        """Publish a copy to the DLQ (confirmed, mandatory)."""
+        ...
+
+    async def publish_event(self, event: PaymentResult | RetryScheduled, routing_key: str) -> None:
+        """Publish an outcome event; nobody has to be listening."""
+        ...
+
+    async def reply(self, envelope: Envelope, result: PaymentResult) -> None:
+        """Send ``result`` to ``reply_to`` with the ``correlation_id``, if the message asked."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    def monotonic(self) -> float: ...

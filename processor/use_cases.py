@@ -1,0 +1,260 @@
+"""Use cases: what happens to one payment request, as plain code over ports.
+
+The order of effects is the heart of "never lose, never charge twice":
+
+1. claim the payment (committed as "processing") before the gateway is called;
+2. call the gateway with ``payment_id`` as the Idempotency-Key;
+3. commit the outcome;
+4. publish what the outcome causes (retry copy, DLQ copy, event, reply) with confirms;
+5. only then does the consumer ack.
+
+A crash anywhere leaves the message unacked; the redelivery calls the gateway again with
+the same key and gets the first answer back.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from processor.decode import Invalid
+from processor.envelope import Envelope
+from processor.ports import (
+    AlreadyFinal,
+    AttemptRecord,
+    Claimed,
+    Clock,
+    FingerprintConflict,
+    Gateway,
+    HeldElsewhere,
+    ParkNotice,
+    PaymentStore,
+    Publisher,
+)
+from retry.policy import (
+    Charged,
+    Decline,
+    Declined,
+    GatewayAnswer,
+    Park,
+    Rejected,
+    Retry,
+    RetryPolicy,
+    Succeed,
+    Transient,
+)
+from schemas.outcome import ErrorInfo, ParkReason, PaymentResult, PaymentStatus, RetryScheduled
+from schemas.payment import PaymentRequest
+
+log = logging.getLogger("payproc.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    gateway: Gateway
+    store: PaymentStore
+    publisher: Publisher
+    policy: RetryPolicy
+    clock: Clock
+    lease_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What the use case did; the consumer acks after it returns."""
+
+    outcome: str
+    gateway_called: bool = False
+    transient: bool | None = None
+
+
+async def process_payment(
+    request: PaymentRequest, envelope: Envelope, owner: str, deps: Deps
+) -> Handled:
+    """Charge one valid payment request and publish what follows from the answer."""
+    payment_id = request.key
+    claim = await deps.store.claim(
+        request, owner, deps.lease_seconds, reopen=envelope.replay_of is not None
+    )
+    match claim:
+        case AlreadyFinal(snapshot=snapshot):
+            log.info("duplicate of a final payment", extra={"payment_id": payment_id})
+            await deps.publisher.reply(envelope, snapshot.result())
+            return Handled("duplicate")
+        case HeldElsewhere(seconds_left=seconds_left):
+            delay = deps.policy.delay_for(1, seconds_left)
+            await deps.publisher.schedule_retry(envelope, delay, envelope.attempt, deferred=True)
+            return Handled("deferred")
+        case FingerprintConflict(error=error):
+            await deps.publisher.park(
+                envelope,
+                ParkNotice(
+                    ParkReason.INVALID_MESSAGE,
+                    error,
+                    envelope.attempt,
+                    payment_id=payment_id,
+                    merchant_id=request.merchant_id,
+                ),
+            )
+            return Handled("parked:invalid_message")
+        case Claimed():
+            pass
+
+    attempt = envelope.attempt + 1
+    started_at = deps.clock.now()
+    answer = await deps.gateway.charge(request)
+    finished_at = deps.clock.now()
+    decision = deps.policy.decide(answer, attempt)
+    record = AttemptRecord(
+        attempt=attempt,
+        started_at=started_at,
+        finished_at=finished_at,
+        outcome=_answer_outcome(answer),
+        http_status=_http_status(answer),
+        error=_answer_error(answer),
+        replay_of=envelope.replay_of,
+    )
+    transient = isinstance(answer, Transient)
+
+    match decision:
+        case Succeed(charge_id=charge_id):
+            snapshot = await deps.store.record(
+                payment_id, owner, record, PaymentStatus.SUCCEEDED, charge_id=charge_id
+            )
+            await _announce(deps, envelope, snapshot.result())
+            return Handled("succeeded", gateway_called=True, transient=False)
+        case Decline(error=error):
+            snapshot = await deps.store.record(
+                payment_id, owner, record, PaymentStatus.DECLINED, error=error
+            )
+            await _announce(deps, envelope, snapshot.result())
+            return Handled("declined", gateway_called=True, transient=False)
+        case Retry(delay=delay, attempt=next_attempt, error=error):
+            snapshot = await deps.store.record(
+                payment_id, owner, record, PaymentStatus.RETRYING, error=error
+            )
+            if snapshot.status.is_final:
+                # Another delivery of this payment finished first while we were charging.
+                await deps.publisher.reply(envelope, snapshot.result())
+                return Handled("duplicate", gateway_called=True, transient=transient)
+            await deps.publisher.schedule_retry(envelope, delay, attempt)
+            await deps.publisher.publish_event(
+                RetryScheduled(
+                    payment_id=payment_id,
+                    attempts=attempt,
+                    delay_seconds=delay,
+                    error=error,
+                    processed_at=finished_at,
+                ),
+                "payment.retry_scheduled",
+            )
+            del next_attempt
+            return Handled(f"retry:{delay:g}s", gateway_called=True, transient=True)
+        case Park(reason=reason, error=error):
+            snapshot = await deps.store.record(
+                payment_id,
+                owner,
+                record,
+                PaymentStatus.DEAD_LETTERED,
+                error=error,
+                park_reason=reason,
+            )
+            if snapshot.status is not PaymentStatus.DEAD_LETTERED:
+                await deps.publisher.reply(envelope, snapshot.result())
+                return Handled("duplicate", gateway_called=True, transient=transient)
+            await deps.publisher.park(
+                envelope,
+                ParkNotice(
+                    reason,
+                    error,
+                    attempt,
+                    payment_id=payment_id,
+                    merchant_id=request.merchant_id,
+                    http_status=record.http_status,
+                ),
+            )
+            await _announce(deps, envelope, snapshot.result())
+            return Handled(f"parked:{reason.value}", gateway_called=True, transient=transient)
+    raise AssertionError(f"unhandled decision {decision!r}")  # pragma: no cover
+
+
+async def park_invalid(
+    envelope: Envelope, error: ErrorInfo, deps: Deps, invalid: Invalid | None = None
+) -> Handled:
+    """Park a message that is not a valid payment request; the gateway is never called."""
+    await deps.publisher.park(
+        envelope,
+        ParkNotice(
+            ParkReason.INVALID_MESSAGE,
+            error,
+            envelope.attempt,
+            payment_id=invalid.payment_id if invalid else None,
+            merchant_id=invalid.merchant_id if invalid else None,
+        ),
+    )
+    return Handled("parked:invalid_message")
+
+
+async def park_poison(
+    request: PaymentRequest | None, envelope: Envelope, exc: BaseException, deps: Deps
+) -> Handled:
+    """Park a message whose processing crashed on several deliveries."""
+    error = ErrorInfo(code="processing_crashed", message=f"{type(exc).__name__}: {exc}"[:500])
+    payment_id = request.key if request is not None else None
+    snapshot = None
+    if request is not None:
+        snapshot = await deps.store.mark_dead_lettered(request.key, ParkReason.POISON, error)
+        if snapshot is not None and snapshot.status is not PaymentStatus.DEAD_LETTERED:
+            await deps.publisher.reply(envelope, snapshot.result())
+            return Handled("duplicate")
+    await deps.publisher.park(
+        envelope,
+        ParkNotice(
+            ParkReason.POISON,
+            error,
+            envelope.attempt,
+            payment_id=payment_id,
+            merchant_id=request.merchant_id if request is not None else None,
+            exception_type=type(exc).__name__,
+        ),
+    )
+    if snapshot is not None:
+        await _announce(deps, envelope, snapshot.result())
+    return Handled("parked:poison")
+
+
+async def _announce(deps: Deps, envelope: Envelope, result: PaymentResult) -> None:
+    await deps.publisher.publish_event(result, f"payment.{result.status.value}")
+    await deps.publisher.reply(envelope, result)
+
+
+def _answer_outcome(answer: GatewayAnswer) -> str:
+    match answer:
+        case Charged():
+            return "succeeded"
+        case Declined():
+            return "declined"
+        case Rejected():
+            return "rejected"
+        case Transient(kind=kind):
+            return f"transient:{kind.value}"
+    raise AssertionError(answer)  # pragma: no cover
+
+
+def _http_status(answer: GatewayAnswer) -> int | None:
+    match answer:
+        case Charged():
+            return 200
+        case Declined():
+            return 402
+        case Rejected(http_status=status):
+            return status
+        case Transient(http_status=status):
+            return status
+    raise AssertionError(answer)  # pragma: no cover
+
+
+def _answer_error(answer: GatewayAnswer) -> ErrorInfo | None:
+    if isinstance(answer, Charged):
+        return None
+    return answer.error

@@ -1,0 +1,183 @@
+"""The composition root of the worker: wire adapters to the use case and run the consumer.
+
+Shutdown (SIGTERM/SIGINT or ``stop``): stop consuming, give in-flight messages ``grace``
+seconds to finish, return the rest to the queue, close. A payment is never dead-lettered
+because the worker stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import AbstractQueue, AbstractRobustChannel, AbstractRobustConnection
+
+from processor.adapters.http_gateway import HttpGateway
+from processor.adapters.resilient_store import ResilientStore
+from processor.adapters.sql_store import SqlPaymentStore
+from processor.circuit import CircuitBreaker, CircuitState
+from processor.clock import SystemClock
+from processor.config import Settings
+from processor.consumer import PaymentConsumer
+from processor.db import create_schema, make_engine
+from processor.use_cases import Deps, Handled
+from retry.amqp_publisher import AmqpPublisher
+from retry.names import Names
+from retry.topology import declare_topology
+
+log = logging.getLogger("payproc.worker")
+
+
+@dataclass
+class WorkerOptions:
+    grace_seconds: float = 25.0
+    circuit_threshold: int = 20
+    circuit_cooldown: float = 5.0
+    store_patience: float = 120.0
+
+
+class Worker:
+    def __init__(self, settings: Settings, options: WorkerOptions | None = None) -> None:
+        self.settings = settings
+        self.options = options or WorkerOptions()
+        self.names = Names(settings.namespace)
+        self.circuit = CircuitBreaker(self.options.circuit_threshold, self.options.circuit_cooldown)
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._consumer_tag: str | None = None
+        self._consumer: PaymentConsumer | None = None
+        self._circuit_changed = asyncio.Event()
+        self._prefetch = 0
+
+    @property
+    def consumer(self) -> PaymentConsumer:
+        assert self._consumer is not None, "worker not started"
+        return self._consumer
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        settings = self.settings
+        engine = make_engine(settings.database_url)
+        await create_schema(engine)
+        gateway = HttpGateway(
+            settings.gateway_url, settings.gateway_timeout, max_connections=settings.prefetch
+        )
+        connection = await aio_pika.connect_robust(
+            settings.amqp_url,
+            client_properties={"connection_name": f"payproc-worker {settings.namespace}"},
+        )
+        self._connection = connection
+        publisher = AmqpPublisher(connection, self.names)
+        try:
+            await declare_topology(
+                connection, self.names, settings.retry_delays, settings.delivery_limit
+            )
+            await publisher.open()
+            deps = Deps(
+                gateway=gateway,
+                store=ResilientStore(SqlPaymentStore(engine), self.options.store_patience),
+                publisher=publisher,
+                policy=settings.policy,
+                clock=SystemClock(),
+                lease_seconds=settings.lease_seconds,
+            )
+            self._consumer = PaymentConsumer(
+                deps, settings.poison_threshold, on_outcome=self._on_outcome
+            )
+            channel = await connection.channel()
+            assert isinstance(channel, aio_pika.RobustChannel)
+            self._channel = channel
+            self._queue = await channel.get_queue(self.names.requests, ensure=True)
+            await self._start_consuming(settings.prefetch)
+            self.ready.set()
+            log.info(
+                "worker consuming",
+                extra={"queue": self.names.requests, "prefetch": settings.prefetch},
+            )
+            await self._supervise()
+        finally:
+            await self._shutdown()
+            await publisher.close()
+            await connection.close()
+            await gateway.aclose()
+            await engine.dispose()
+
+    async def _start_consuming(self, prefetch: int) -> None:
+        assert self._channel is not None
+        assert self._queue is not None
+        await self._channel.set_qos(prefetch_count=prefetch)
+        self._consumer_tag = await self._queue.consume(self.consumer.handle, no_ack=False)
+        self._prefetch = prefetch
+
+    async def _stop_consuming(self) -> None:
+        self._prefetch = 0
+        if self._queue is not None and self._consumer_tag is not None:
+            tag, self._consumer_tag = self._consumer_tag, None
+            with contextlib.suppress(Exception):
+                await self._queue.cancel(tag)
+
+    def _on_outcome(self, handled: Handled, _seconds: float) -> None:
+        if handled.transient is None:
+            return
+        before = self.circuit.state
+        after = self.circuit.record(handled.transient, asyncio.get_running_loop().time())
+        if before != after:
+            log.warning("circuit %s -> %s", before.value, after.value)
+            self._circuit_changed.set()
+
+    async def _supervise(self) -> None:
+        """Wait for stop, pausing and resuming consumption as the circuit demands."""
+        loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            self._circuit_changed.clear()
+            await self._apply_circuit(loop.time())
+            timeout = None
+            if self.circuit.state is CircuitState.OPEN and self.circuit.opened_at is not None:
+                elapsed = loop.time() - self.circuit.opened_at
+                timeout = max(self.circuit.cooldown - elapsed, 0.01)
+            waiters = [
+                asyncio.ensure_future(self._stop.wait()),
+                asyncio.ensure_future(self._circuit_changed.wait()),
+            ]
+            _done, pending = await asyncio.wait(
+                waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in pending:
+                waiter.cancel()
+
+    async def _apply_circuit(self, now: float) -> None:
+        state = self.circuit.state
+        consuming = self._consumer_tag is not None
+        if state is CircuitState.OPEN:
+            if consuming:
+                log.warning("gateway failing: circuit open, pausing consumption")
+                await self._stop_consuming()
+            if self.circuit.probe_due(now):
+                log.info("circuit half-open: letting one message through")
+                self.circuit.half_open()
+                await self._start_consuming(1)
+        elif state is CircuitState.CLOSED and self._prefetch != self.settings.prefetch:
+            log.info("circuit closed: resuming at full prefetch")
+            await self._stop_consuming()
+            await self._start_consuming(self.settings.prefetch)
+
+    async def _shutdown(self) -> None:
+        await self._stop_consuming()
+        if self._consumer is None:
+            return
+        in_flight = set(self._consumer.in_flight)
+        if in_flight:
+            log.info("waiting for %d in-flight payments", len(in_flight))
+            _done, pending = await asyncio.wait(in_flight, timeout=self.options.grace_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)

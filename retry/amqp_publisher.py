@@ -1,0 +1,200 @@
+"""The ``Publisher`` port over aio-pika: retry copies, DLQ copies, events and replies.
+
+Retry and DLQ publishes are ``mandatory`` on a confirming channel whose returns raise: an
+unroutable publish is still *confirmed* by RabbitMQ, so without ``mandatory`` a missing queue
+would silently drop a payment. Events and replies are not mandatory: nobody has to listen to
+events, and a caller's reply queue may be gone; neither may block the ack of a payment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import orjson
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
+from pamqp.common import FieldValue
+
+from processor.envelope import Envelope
+from processor.ports import ParkNotice, PublishFailed
+from retry.names import DEAD_ROUTING_KEY, Names
+from schemas import headers as h
+from schemas.cards import contains_card_number, redact_card_numbers
+from schemas.outcome import ParkReason, PaymentResult, RetryScheduled
+
+ORIGIN = f"{socket.gethostname()}:{os.getpid()}"
+
+_BROKER_HEADERS = ("x-death", "x-delivery-count", "x-first-death", "x-last-death")
+_PARK_HEADERS = frozenset(
+    {
+        h.REASON,
+        h.ERROR_CODE,
+        h.ERROR_MESSAGE,
+        h.ATTEMPTS,
+        h.PARKED_AT,
+        h.ORIGIN,
+        h.HTTP_STATUS,
+        h.EXCEPTION_TYPE,
+        h.PARK_ID,
+    }
+)
+
+
+def carried_headers(headers: Mapping[str, Any]) -> dict[str, FieldValue]:
+    """Headers worth keeping on a republished copy: ours and the producer's, minus the
+    broker's ``x-death`` bookkeeping (it grows with every cycle and can trigger cycle drops)."""
+    return {
+        key: value
+        for key, value in headers.items()
+        if not key.startswith(_BROKER_HEADERS) and key not in _PARK_HEADERS
+    }
+
+
+def _short(text: str) -> str:
+    return redact_card_numbers(text)[: h.MAX_HEADER_TEXT]
+
+
+def parked_body(envelope: Envelope, reason: ParkReason) -> bytes:
+    """The body to park: invalid bodies have card-number look-alikes masked first."""
+    if reason is not ParkReason.INVALID_MESSAGE:
+        return envelope.body
+    text = envelope.body.decode("utf-8", "replace")
+    if contains_card_number(text):
+        return redact_card_numbers(text).encode()
+    return envelope.body
+
+
+class AmqpPublisher:
+    """Publishes on a dedicated confirming channel of a robust connection."""
+
+    def __init__(self, connection: AbstractRobustConnection, names: Names) -> None:
+        self._connection = connection
+        self._names = names
+        self._channel: AbstractChannel | None = None
+        self._default: AbstractExchange | None = None
+        self._dlx: AbstractExchange | None = None
+        self._events: AbstractExchange | None = None
+        self._exchange: AbstractExchange | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._channel = channel
+        self._default = channel.default_exchange
+        self._dlx = await channel.get_exchange(self._names.dlx, ensure=False)
+        self._events = await channel.get_exchange(self._names.events, ensure=False)
+        self._exchange = await channel.get_exchange(self._names.exchange, ensure=False)
+
+    async def close(self) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+
+    async def _send(
+        self,
+        exchange: AbstractExchange | None,
+        message: aio_pika.Message,
+        routing_key: str,
+        *,
+        mandatory: bool,
+    ) -> None:
+        if exchange is None:
+            raise PublishFailed("publisher is not open")
+        try:
+            await exchange.publish(message, routing_key, mandatory=mandatory, timeout=30)
+        except (
+            TimeoutError,
+            DeliveryError,
+            AMQPError,
+            ChannelInvalidStateError,
+            ConnectionError,
+            RuntimeError,
+        ) as exc:
+            raise PublishFailed(f"{routing_key}: {type(exc).__name__}: {exc}"[:300]) from exc
+
+    def _copy(
+        self, envelope: Envelope, headers: dict[str, FieldValue], body: bytes
+    ) -> aio_pika.Message:
+        return aio_pika.Message(
+            body,
+            headers=headers,
+            content_type=envelope.content_type,
+            reply_to=envelope.reply_to,
+            correlation_id=envelope.correlation_id,
+            message_id=envelope.message_id,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            timestamp=datetime.now(UTC),
+        )
+
+    async def schedule_retry(
+        self, envelope: Envelope, delay: float, attempt: int, deferred: bool = False
+    ) -> None:
+        headers = carried_headers(envelope.headers)
+        headers[h.ATTEMPT] = attempt
+        if deferred:
+            headers[h.DEFERRED] = envelope.deferrals + 1
+        message = self._copy(envelope, headers, envelope.body)
+        await self._send(self._default, message, self._names.retry_queue(delay), mandatory=True)
+
+    async def park(self, envelope: Envelope, notice: ParkNotice) -> None:
+        headers = carried_headers(envelope.headers)
+        headers.update(
+            {
+                h.PARK_ID: str(uuid.uuid4()),
+                h.REASON: notice.reason.value,
+                h.ERROR_CODE: _short(notice.error.code),
+                h.ERROR_MESSAGE: _short(notice.error.message),
+                h.ATTEMPTS: notice.attempts,
+                h.PARKED_AT: datetime.now(UTC).isoformat(),
+                h.ORIGIN: ORIGIN,
+            }
+        )
+        if notice.payment_id:
+            headers[h.PAYMENT_ID] = _short(notice.payment_id)
+        if notice.merchant_id:
+            headers[h.MERCHANT_ID] = _short(notice.merchant_id)
+        if notice.http_status is not None:
+            headers[h.HTTP_STATUS] = notice.http_status
+        if notice.exception_type:
+            headers[h.EXCEPTION_TYPE] = _short(notice.exception_type)
+        message = self._copy(envelope, headers, parked_body(envelope, notice.reason))
+        await self._send(self._dlx, message, DEAD_ROUTING_KEY, mandatory=True)
+
+    async def publish_event(self, event: PaymentResult | RetryScheduled, routing_key: str) -> None:
+        message = aio_pika.Message(
+            orjson.dumps(event.model_dump(mode="json")),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=f"{event.payment_id}:{routing_key}:{event.attempts}",
+        )
+        await self._send(self._events, message, routing_key, mandatory=False)
+
+    async def reply(self, envelope: Envelope, result: PaymentResult) -> None:
+        if not envelope.reply_to:
+            return
+        message = aio_pika.Message(
+            orjson.dumps(result.model_dump(mode="json")),
+            content_type="application/json",
+            correlation_id=envelope.correlation_id,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await self._send(self._default, message, envelope.reply_to, mandatory=False)
+
+    async def publish_request(
+        self, body: bytes, headers: dict[str, FieldValue], message_id: str | None
+    ) -> None:
+        """Publish a request to ``N``/``payment.request`` (replays use this)."""
+        message = aio_pika.Message(
+            body,
+            headers=headers,
+            content_type="application/json",
+            message_id=message_id,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await self._send(self._exchange, message, "payment.request", mandatory=True)

@@ -1,0 +1,166 @@
+"""The retry policy as pure functions: classify a gateway answer, pick a delay, retry or park.
+
+Everything the worker decides about a failed charge is decided here, in one place, in the
+order Dramatiq's ``Retries`` middleware uses: is it retryable at all? -> are attempts left?
+-> which delay? -> otherwise dead-letter. Nothing here does I/O or imports a client library.
+
+    GatewayAnswer
+     +-- Charged      2xx with status "succeeded"          -> Succeed
+     +-- Declined     402, a final business answer         -> Decline (never retried or parked)
+     +-- Rejected     400/404/409/422, the request is wrong -> Park(gateway_rejected)
+     +-- Transient    timeout, connection error, 429, 5xx,  -> Retry(delay) while attempts last,
+                      401/403 (our credentials, not the       then Park(retries_exhausted)
+                      message's fault)
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from enum import StrEnum
+
+from schemas.outcome import ErrorInfo, ParkReason
+
+
+class TransientKind(StrEnum):
+    TIMEOUT = "timeout"
+    CONNECTION = "connection_error"
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    GATEWAY_AUTH = "gateway_auth"
+    UNEXPECTED_ANSWER = "unexpected_answer"
+
+
+@dataclass(frozen=True, slots=True)
+class Charged:
+    charge_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Declined:
+    error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    http_status: int
+    error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Transient:
+    kind: TransientKind
+    error: ErrorInfo
+    http_status: int | None = None
+    retry_after: float | None = None
+
+
+GatewayAnswer = Charged | Declined | Rejected | Transient
+
+
+class StatusClass(StrEnum):
+    SUCCESS = "success"
+    DECLINED = "declined"
+    REJECTED = "rejected"
+    TRANSIENT = "transient"
+
+
+_REJECTED_STATUSES = frozenset({400, 404, 409, 422})
+
+
+def classify_status(status: int) -> StatusClass:
+    """Map an HTTP status of ``POST /v1/charges`` to what it means for the payment."""
+    if 200 <= status < 300:
+        return StatusClass.SUCCESS
+    if status == 402:
+        return StatusClass.DECLINED
+    if status in _REJECTED_STATUSES:
+        return StatusClass.REJECTED
+    # 401/403 mean *our* credentials or the gateway are broken: not the message's fault.
+    # 429, 5xx and anything unforeseen are worth another try later.
+    return StatusClass.TRANSIENT
+
+
+@dataclass(frozen=True, slots=True)
+class Succeed:
+    charge_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decline:
+    error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    delay: float
+    attempt: int
+    error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Park:
+    reason: ParkReason
+    error: ErrorInfo
+
+
+Decision = Succeed | Decline | Retry | Park
+
+
+class PolicyError(ValueError):
+    """The retry settings are inconsistent."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """A ladder of delays (one TTL queue each) and the total gateway attempt budget."""
+
+    delays: tuple[float, ...]
+    max_attempts: int
+
+    def __post_init__(self) -> None:
+        if not self.delays:
+            raise PolicyError("at least one retry delay is needed")
+        if any(d <= 0 for d in self.delays):
+            raise PolicyError("retry delays must be positive")
+        if list(self.delays) != sorted(set(self.delays)):
+            raise PolicyError("retry delays must be strictly increasing")
+        if self.max_attempts < 1:
+            raise PolicyError("max attempts must be at least 1")
+
+    def delay_for(self, attempt: int, retry_after: float | None = None) -> float:
+        """Delay before attempt ``attempt + 1``, given that ``attempt`` attempts failed.
+
+        Attempt 1 failed -> the first delay, attempt 2 -> the second, and the last delay
+        repeats when attempts outnumber delays. A ``Retry-After`` moves the choice up to the
+        shortest queue that waits at least that long (or the longest queue there is).
+        """
+        base = self.delays[min(max(attempt, 1), len(self.delays)) - 1]
+        if retry_after is None or retry_after <= base:
+            return base
+        index = bisect.bisect_left(self.delays, retry_after)
+        return self.delays[min(index, len(self.delays) - 1)]
+
+    def decide(self, answer: GatewayAnswer, attempt: int) -> Decision:
+        """What to do after gateway attempt number ``attempt`` (1-based) gave ``answer``."""
+        match answer:
+            case Charged(charge_id=charge_id):
+                return Succeed(charge_id)
+            case Declined(error=error):
+                return Decline(error)
+            case Rejected(error=error):
+                return Park(ParkReason.GATEWAY_REJECTED, error)
+            case Transient(error=error, retry_after=retry_after):
+                if attempt >= self.max_attempts:
+                    return Park(ParkReason.RETRIES_EXHAUSTED, error)
+                return Retry(self.delay_for(attempt, retry_after), attempt + 1, error)
+
+
+def parse_delays(text: str) -> tuple[float, ...]:
+    """Parse ``"1,5,30"`` into ``(1.0, 5.0, 30.0)``; raises ``PolicyError`` with the reason."""
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise PolicyError(f"not a comma-separated list of seconds: {text!r}") from exc
+    RetryPolicy(values, 1)  # validates
+    return values

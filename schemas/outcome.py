@@ -1,0 +1,70 @@
+"""Outcomes, results and events: what payproc says about a payment once it has decided."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class PaymentStatus(StrEnum):
+    """Lifecycle of a payment row (SPEC, ``GET /payments/{payment_id}``)."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+    DEAD_LETTERED = "dead_lettered"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {PaymentStatus.SUCCEEDED, PaymentStatus.DECLINED, PaymentStatus.DEAD_LETTERED}
+)
+
+
+class ParkReason(StrEnum):
+    """Why a message was parked in the DLQ (SPEC, "What happens to a request")."""
+
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    GATEWAY_REJECTED = "gateway_rejected"
+    INVALID_MESSAGE = "invalid_message"
+    POISON = "poison"
+
+
+class ErrorInfo(BaseModel):
+    """A short, card-number-free error: a machine ``code`` and a human ``message``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    message: str
+
+
+class PaymentResult(BaseModel):
+    """The event and reply body (SPEC, "Events and replies")."""
+
+    model_config = ConfigDict(frozen=True)
+
+    payment_id: str
+    status: PaymentStatus
+    attempts: int
+    gateway_charge_id: str | None = None
+    error: ErrorInfo | None = None
+    processed_at: datetime
+
+
+class RetryScheduled(BaseModel):
+    """Body of the ``payment.retry_scheduled`` event."""
+
+    payment_id: str
+    status: str = "retry_scheduled"
+    attempts: int
+    delay_seconds: float
+    error: ErrorInfo
+    processed_at: datetime
