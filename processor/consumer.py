@@ -8,6 +8,7 @@ Ack/nack is decided explicitly in one place (``_settle``) instead of aio-pika's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -98,6 +99,9 @@ class PaymentConsumer:
             await self._settle(message, requeue=True)
             return
         except Exception as exc:
+            if request is not None:
+                with contextlib.suppress(Exception):
+                    await self._deps.store.release(request.key, owner)
             await self._crashed(message, envelope, request, exc)
             return
         await self._settle(message, requeue=None)

@@ -116,6 +116,10 @@ class PaymentStore(Protocol):
         """Record that the payment was parked without a gateway attempt (poison, conflict)."""
         ...
 
+    async def release(self, payment_id: str, owner: str) -> None:
+        """Drop ``owner``'s lease after a crash so the redelivery is not held off."""
+        ...
+
     async def get(self, payment_id: str) -> PaymentSnapshot | None: ...
 
 

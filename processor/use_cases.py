@@ -78,8 +78,10 @@ async def process_payment(
     )
     match claim:
         case AlreadyFinal(snapshot=snapshot):
+            # Re-announce: the first delivery may have committed the outcome and then lost
+            # its connection before the event went out. Events are at-least-once.
             log.info("duplicate of a final payment", extra={"payment_id": payment_id})
-            await deps.publisher.reply(envelope, snapshot.result())
+            await _announce(deps, envelope, snapshot.result())
             return Handled("duplicate")
         case HeldElsewhere(seconds_left=seconds_left):
             delay = deps.policy.delay_for(1, seconds_left)

@@ -73,6 +73,7 @@ class Worker:
         connection = await aio_pika.connect_robust(
             settings.amqp_url,
             client_properties={"connection_name": f"payproc-worker {settings.namespace}"},
+            reconnect_interval=1.0,
         )
         self._connection = connection
         publisher = AmqpPublisher(connection, self.names)

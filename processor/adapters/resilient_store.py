@@ -77,5 +77,8 @@ class ResilientStore:
     ) -> PaymentSnapshot | None:
         return await self._call(lambda: self._inner.mark_dead_lettered(payment_id, reason, error))
 
+    async def release(self, payment_id: str, owner: str) -> None:
+        await self._call(lambda: self._inner.release(payment_id, owner))
+
     async def get(self, payment_id: str) -> PaymentSnapshot | None:
         return await self._call(lambda: self._inner.get(payment_id))

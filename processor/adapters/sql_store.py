@@ -119,11 +119,6 @@ class SqlPaymentStore:
             ).first()
         if row is None:  # pragma: no cover - the upsert either inserted or found a row
             raise StoreUnavailable("payment row vanished during claim")
-        snapshot = _snapshot(row._mapping)
-        if snapshot.status.is_final and not (
-            reopen and snapshot.status is PaymentStatus.DEAD_LETTERED
-        ):
-            return AlreadyFinal(snapshot)
         if row.fingerprint != fingerprint and not reopen:
             return FingerprintConflict(
                 ErrorInfo(
@@ -132,6 +127,11 @@ class SqlPaymentStore:
                     "currency or merchant",
                 )
             )
+        snapshot = _snapshot(row._mapping)
+        if snapshot.status.is_final and not (
+            reopen and snapshot.status is PaymentStatus.DEAD_LETTERED
+        ):
+            return AlreadyFinal(snapshot)
         lease_until: datetime | None = row.lease_until
         seconds_left = (lease_until - now).total_seconds() if lease_until else 0.0
         return HeldElsewhere(max(seconds_left, 0.0))
@@ -217,6 +217,14 @@ class SqlPaymentStore:
                     await conn.execute(select(table).where(table.c.payment_id == payment_id))
                 ).first()
         return _snapshot(row._mapping) if row is not None else None
+
+    async def release(self, payment_id: str, owner: str) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                update(_payments)
+                .where(_payments.c.payment_id == payment_id, _payments.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None, updated_at=utcnow())
+            )
 
     async def get(self, payment_id: str) -> PaymentSnapshot | None:
         async with self._tx() as conn:

@@ -1,0 +1,33 @@
+# payproc: two commands do all the set-up.
+#   make demo   creates .venv, installs, and runs the whole system end to end
+#   make test   creates .venv, installs, lints, type-checks and runs the tests
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-postgres lint bench chaos clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	./scripts/ensure-services.sh
+	$(BIN)/payproc demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check processor retry dlq_admin schemas tests
+	$(BIN)/ruff format --check processor retry dlq_admin schemas
+	$(BIN)/mypy
+
+# SQLite run of the whole suite, then the database-backed tests again on PostgreSQL.
+test: $(STAMP) lint
+	./scripts/ensure-services.sh postgres
+	$(BIN)/pytest -q -p no:cacheprovider
+	PAYPROC_TEST_DB=postgres $(BIN)/pytest -q -p no:cacheprovider -m "not chaos" tests/adapters tests/test_pipeline.py tests/dlq_admin
+
+clean:
+	rm -rf $(VENV) .payproc *.egg-info
