@@ -30,6 +30,21 @@ class Settings(BaseSettings):
     poison_threshold: int = Field(default=3, ge=1, le=100)
     admin_token: str | None = Field(default=None, repr=False)
     admin_bind: str = "127.0.0.1:8080"
+    admin_tokens: str | None = Field(default=None, repr=False)
+    """Named admin tokens, ``name:role:token`` comma-separated (roles: viewer, operator)."""
+    admin_replay_rate: float = Field(default=500.0, gt=0, le=100_000)
+    """Bulk replays publish at most this many messages per second (token bucket)."""
+    admin_ingest_prefetch: int = Field(default=200, ge=1, le=5000)
+    """Parked messages the admin's DLQ ingest consumer holds unacked at once."""
+    circuit_threshold: int = Field(default=20, ge=1, le=10_000)
+    """Consecutive transient gateway failures that open the circuit (consumption pauses)."""
+    circuit_cooldown: float = Field(default=5.0, gt=0, le=3600)
+    """Seconds before an open circuit lets one probe message through (doubles, max 60 s)."""
+    store_patience: float = Field(default=120.0, gt=0, le=86_400)
+    """Seconds a message waits for an unavailable database before it is returned."""
+    chaos_kill_after_charge: float = Field(default=0.0, ge=0, le=1)
+    """Test-only fault hook: probability that the worker process dies right after a gateway
+    answer, before the outcome is committed or acked. Never set in production."""
     log_format: str = Field(default="text", pattern=r"^(text|json)$")
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 

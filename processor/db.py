@@ -13,6 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import SQLModel
 
+import schemas.dlq_tables
 import schemas.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 

@@ -65,7 +65,8 @@ def describe_validation_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_input=False, include_url=False)[:5]:
         where = ".".join(str(loc) for loc in err["loc"]) or "body"
-        parts.append(f"{where}: {redact_card_numbers(str(err['msg']))}")
+        # The location can echo input too: an unknown field's name or a metadata key.
+        parts.append(redact_card_numbers(f"{where}: {err['msg']}"))
     return "; ".join(parts)[:500]
 
 

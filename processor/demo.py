@@ -45,13 +45,23 @@ INVALID_MESSAGES: list[tuple[bytes, str]] = [
     (b"this is not json", "application/json"),
     (b'{"payment_id": "not-a-uuid", "amount": 5, "currency": "EUR"}', "application/json"),
     (b'{"amount": -1}', "application/json"),
-    (orjson.dumps({"payment_id": "0b7d6c1e-3c1f-4a52-9a4e-8f0f4c2a9d11", "amount": 100,
-                   "currency": "EUR", "merchant_id": "m_1",
-                   "payment_method": "4242 4242 4242 4242"}), "application/json"),
+    (
+        orjson.dumps(
+            {
+                "payment_id": "0b7d6c1e-3c1f-4a52-9a4e-8f0f4c2a9d11",
+                "amount": 100,
+                "currency": "EUR",
+                "merchant_id": "m_1",
+                "payment_method": "4242 4242 4242 4242",
+            }
+        ),
+        "application/json",
+    ),
     (b"<xml/>", "application/xml"),
 ]
 
 console = Console()
+_PAYMENTS: Any = PaymentRow.__table__  # type: ignore[attr-defined]
 
 
 def _free_port() -> int:
@@ -66,12 +76,8 @@ def run_demo(ns: argparse.Namespace) -> int:
 
 async def _demo(count: int, *, keep: bool) -> int:
     base = load_settings()
-    workdir = Path(".payproc")
-    workdir.mkdir(exist_ok=True)
+    workdir = _fresh_workdir()
     db_path = workdir / "demo.db"
-    for suffix in ("", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(f"{db_path}{suffix}")
     database_url = f"sqlite:///{db_path}"
     names = Names(DEMO_NAMESPACE)
     try:
@@ -100,39 +106,47 @@ async def _demo(count: int, *, keep: bool) -> int:
         "PAYPROC_MAX_ATTEMPTS": str(DEMO_MAX_ATTEMPTS),
         "PAYPROC_LOG_LEVEL": "WARNING",
     }
-    logs = (workdir / "demo-processes.log").open("wb")
-    gateway_args = ["--port", str(port), "--seed", "42", "--failure-rate", "0.15",
-                    "--rate-limit-rate", "0.03", "--retry-after", "1",
-                    "--charge-then-timeout-rate", "0.02", "--timeout-rate", "0.01",
-                    "--hang-seconds", "3"]
-    processes = [
-        subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "processor", "fake-gateway", *gateway_args],
-            env=env, stdout=logs, stderr=subprocess.STDOUT,
-        ),
+    logs = open(workdir / "demo-processes.log", "wb")  # noqa: SIM115, ASYNC230 - closed in finally
+    gateway_args = [
+        "--port",
+        str(port),
+        "--seed",
+        "42",
+        "--failure-rate",
+        "0.15",
+        "--rate-limit-rate",
+        "0.03",
+        "--retry-after",
+        "1",
+        "--charge-then-timeout-rate",
+        "0.02",
+        "--timeout-rate",
+        "0.01",
+        "--hang-seconds",
+        "3",
     ]
+    processes = [_spawn(["fake-gateway", *gateway_args], env, logs)]
     try:
         await _wait_http(gateway_url + "/healthz")
-        processes.append(
-            subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "processor", "worker"],
-                env=env, stdout=logs, stderr=subprocess.STDOUT,
-            )
-        )
+        processes.append(_spawn(["worker"], env, logs))
         console.print(
             f"[bold]payproc demo[/bold]: namespace {names.namespace!r}, fake gateway "
             f"{gateway_url} (15% 503, 3% 429, 2% charge-then-timeout, 1% timeout), "
             f"retry ladder {', '.join(f'{d:g}s' for d in DEMO_DELAYS)}"
         )
-        payments = list(generate_payments(count, seed=random.randrange(2**32),
-                                          decline_rate=0.05, reject_rate=0.02))
+        payments = list(
+            generate_payments(
+                count, seed=random.randrange(2**32), decline_rate=0.05, reject_rate=0.02
+            )
+        )
         messages = [payment_message(p) for p in payments]
         messages += [request_message(body, content_type=ct) for body, ct in INVALID_MESSAGES]
         started = time.monotonic()
         with Progress(console=console) as progress:
             publishing = progress.add_task("publishing (confirmed)", total=len(messages))
-            await publish_bodies(connection, names, messages,
-                                 on_confirmed=lambda n: progress.advance(publishing, n))
+            await publish_bodies(
+                connection, names, messages, on_confirmed=lambda n: progress.advance(publishing, n)
+            )
             finishing = progress.add_task("payments in a final state", total=len(payments))
             while True:
                 final = await _count_final(engine)
@@ -170,6 +184,21 @@ async def _demo(count: int, *, keep: bool) -> int:
         await connection.close()
 
 
+def _fresh_workdir() -> Path:
+    workdir = Path(".payproc")
+    workdir.mkdir(exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(workdir / f"demo.db{suffix}")
+    return workdir
+
+
+def _spawn(args: list[str], env: dict[str, str], logs: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "processor", *args], env=env, stdout=logs, stderr=subprocess.STDOUT
+    )
+
+
 async def _wait_http(url: str) -> None:
     async with httpx.AsyncClient() as client:
         for _ in range(100):
@@ -184,7 +213,7 @@ async def _count_final(engine: Any) -> int:
     async with engine.connect() as conn:
         result = await conn.execute(
             select(func.count()).where(
-                PaymentRow.status.in_(["succeeded", "declined", "dead_lettered"])  # type: ignore[attr-defined]
+                _PAYMENTS.c.status.in_(["succeeded", "declined", "dead_lettered"])
             )
         )
         return int(result.scalar_one())
@@ -192,7 +221,7 @@ async def _count_final(engine: Any) -> int:
 
 async def _statuses(engine: Any) -> dict[str, Counter[str]]:
     async with engine.connect() as conn:
-        result = await conn.execute(select(PaymentRow.status, PaymentRow.attempts))
+        result = await conn.execute(select(_PAYMENTS.c.status, _PAYMENTS.c.attempts))
         rows = result.all()
     return {
         "status": Counter(str(r[0]) for r in rows),
@@ -230,8 +259,9 @@ def _report(
 ) -> int:
     status = rows["status"]
     double = len(stats.get("double_charged", []))
-    table = Table(title=f"payproc demo: {payments} payments + {invalid} malformed messages "
-                        f"in {elapsed:.1f} s")
+    table = Table(
+        title=f"payproc demo: {payments} payments + {invalid} malformed messages in {elapsed:.1f} s"
+    )
     table.add_column("outcome")
     table.add_column("count", justify="right")
     table.add_row("succeeded", str(status["succeeded"]))

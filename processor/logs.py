@@ -22,11 +22,13 @@ def register_secret(value: str | None) -> None:
     """Mask ``value`` wherever it would appear in a log line."""
     if value:
         _secrets.add(value)
+        # JSON lines are scrubbed after serialisation, where '"' and '\\' are escaped.
+        _secrets.add(orjson.dumps(value).decode()[1:-1])
 
 
 def scrub(text: str) -> str:
     text = redact_card_numbers(text)
-    for secret in _secrets:
+    for secret in sorted(_secrets, key=len, reverse=True):
         text = text.replace(secret, "[REDACTED]")
     return text
 

@@ -5,6 +5,7 @@ Nothing in here knows about aio-pika, httpx or SQLAlchemy.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -134,6 +135,19 @@ class ParkNotice:
     merchant_id: str | None = None
     http_status: int | None = None
     exception_type: str | None = None
+    park_id: str | None = None
+    """Names this parking; the same parking published twice (after a crash) keeps its id,
+    so the DLQ ingest stores it once. ``None`` lets the publisher pick a random one."""
+
+
+def park_id_for(payment_id: str, attempts: int, reason: str) -> str:
+    """Deterministic id of "payment X was parked after N attempts for reason R"."""
+    return f"{payment_id}:{attempts}:{reason}"
+
+
+def park_id_for_body(body: bytes, reason: str) -> str:
+    """Deterministic id of parking a message that has no trustworthy payment_id."""
+    return f"{reason}:{hashlib.sha256(body).hexdigest()[:32]}"
 
 
 class Publisher(Protocol):

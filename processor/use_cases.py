@@ -15,7 +15,8 @@ the same key and gets the first answer back.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from processor.decode import Invalid
 from processor.envelope import Envelope
@@ -28,8 +29,11 @@ from processor.ports import (
     Gateway,
     HeldElsewhere,
     ParkNotice,
+    PaymentSnapshot,
     PaymentStore,
     Publisher,
+    park_id_for,
+    park_id_for_body,
 )
 from retry.policy import (
     Charged,
@@ -57,6 +61,8 @@ class Deps:
     policy: RetryPolicy
     clock: Clock
     lease_seconds: float
+    gateway_down: Callable[[], bool] = field(default=lambda: False)
+    """True while the worker's circuit breaker holds the gateway for down."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,11 @@ async def process_payment(
             # Re-announce: the first delivery may have committed the outcome and then lost
             # its connection before the event went out. Events are at-least-once.
             log.info("duplicate of a final payment", extra={"payment_id": payment_id})
+            if snapshot.status is PaymentStatus.DEAD_LETTERED:
+                # The first delivery may have committed "dead_lettered" and crashed before
+                # its DLQ copy was confirmed: park again under the same park id (the DLQ
+                # ingest keeps one entry per park id).
+                await deps.publisher.park(envelope, _repark_notice(snapshot, request))
             await _announce(deps, envelope, snapshot.result())
             return Handled("duplicate")
         case HeldElsewhere(seconds_left=seconds_left):
@@ -96,6 +107,7 @@ async def process_payment(
                     envelope.attempt,
                     payment_id=payment_id,
                     merchant_id=request.merchant_id,
+                    park_id=park_id_for_body(envelope.body, "idempotency_conflict"),
                 ),
             )
             return Handled("parked:invalid_message")
@@ -106,7 +118,7 @@ async def process_payment(
     started_at = deps.clock.now()
     answer = await deps.gateway.charge(request)
     finished_at = deps.clock.now()
-    decision = deps.policy.decide(answer, attempt)
+    decision = deps.policy.decide(answer, attempt, gateway_down=deps.gateway_down())
     record = AttemptRecord(
         attempt=attempt,
         started_at=started_at,
@@ -131,7 +143,7 @@ async def process_payment(
             )
             await _announce(deps, envelope, snapshot.result())
             return Handled("declined", gateway_called=True, transient=False)
-        case Retry(delay=delay, attempt=next_attempt, error=error):
+        case Retry(delay=delay, attempt=next_attempt, error=error, spared=spared):
             snapshot = await deps.store.record(
                 payment_id, owner, record, PaymentStatus.RETRYING, error=error
             )
@@ -139,7 +151,9 @@ async def process_payment(
                 # Another delivery of this payment finished first while we were charging.
                 await deps.publisher.reply(envelope, snapshot.result())
                 return Handled("duplicate", gateway_called=True, transient=transient)
-            await deps.publisher.schedule_retry(envelope, delay, attempt)
+            await deps.publisher.schedule_retry(
+                envelope, delay, envelope.attempt if spared else attempt
+            )
             await deps.publisher.publish_event(
                 RetryScheduled(
                     payment_id=payment_id,
@@ -173,6 +187,7 @@ async def process_payment(
                     payment_id=payment_id,
                     merchant_id=request.merchant_id,
                     http_status=record.http_status,
+                    park_id=park_id_for(payment_id, snapshot.attempts, reason.value),
                 ),
             )
             await _announce(deps, envelope, snapshot.result())
@@ -192,6 +207,7 @@ async def park_invalid(
             envelope.attempt,
             payment_id=invalid.payment_id if invalid else None,
             merchant_id=invalid.merchant_id if invalid else None,
+            park_id=park_id_for_body(envelope.body, ParkReason.INVALID_MESSAGE.value),
         ),
     )
     return Handled("parked:invalid_message")
@@ -218,11 +234,29 @@ async def park_poison(
             payment_id=payment_id,
             merchant_id=request.merchant_id if request is not None else None,
             exception_type=type(exc).__name__,
+            park_id=(
+                park_id_for(request.key, snapshot.attempts, ParkReason.POISON.value)
+                if request is not None and snapshot is not None
+                else park_id_for_body(envelope.body, ParkReason.POISON.value)
+            ),
         ),
     )
     if snapshot is not None:
         await _announce(deps, envelope, snapshot.result())
     return Handled("parked:poison")
+
+
+def _repark_notice(snapshot: PaymentSnapshot, request: PaymentRequest) -> ParkNotice:
+    reason = ParkReason(snapshot.dead_letter_reason or ParkReason.POISON.value)
+    error = snapshot.last_error or ErrorInfo(code="dead_lettered", message="parked earlier")
+    return ParkNotice(
+        reason,
+        error,
+        snapshot.attempts,
+        payment_id=snapshot.payment_id,
+        merchant_id=request.merchant_id,
+        park_id=park_id_for(snapshot.payment_id, snapshot.attempts, reason.value),
+    )
 
 
 async def _announce(deps: Deps, envelope: Envelope, result: PaymentResult) -> None:

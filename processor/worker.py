@@ -15,14 +15,17 @@ from dataclasses import dataclass
 import aio_pika
 from aio_pika.abc import AbstractQueue, AbstractRobustChannel, AbstractRobustConnection
 
+from processor.adapters.batching_store import BatchingStore
 from processor.adapters.http_gateway import HttpGateway
 from processor.adapters.resilient_store import ResilientStore
 from processor.adapters.sql_store import SqlPaymentStore
+from processor.chaos import DieAfterCharge
 from processor.circuit import CircuitBreaker, CircuitState
 from processor.clock import SystemClock
 from processor.config import Settings
 from processor.consumer import PaymentConsumer
 from processor.db import create_schema, make_engine
+from processor.ports import Gateway
 from processor.use_cases import Deps, Handled
 from retry.amqp_publisher import AmqpPublisher
 from retry.names import Names
@@ -34,9 +37,6 @@ log = logging.getLogger("payproc.worker")
 @dataclass
 class WorkerOptions:
     grace_seconds: float = 25.0
-    circuit_threshold: int = 20
-    circuit_cooldown: float = 5.0
-    store_patience: float = 120.0
 
 
 class Worker:
@@ -44,7 +44,7 @@ class Worker:
         self.settings = settings
         self.options = options or WorkerOptions()
         self.names = Names(settings.namespace)
-        self.circuit = CircuitBreaker(self.options.circuit_threshold, self.options.circuit_cooldown)
+        self.circuit = CircuitBreaker(settings.circuit_threshold, settings.circuit_cooldown)
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._connection: AbstractRobustConnection | None = None
@@ -82,13 +82,19 @@ class Worker:
                 connection, self.names, settings.retry_delays, settings.delivery_limit
             )
             await publisher.open()
+            charger: Gateway = gateway
+            if settings.chaos_kill_after_charge > 0:
+                charger = DieAfterCharge(gateway, settings.chaos_kill_after_charge)
             deps = Deps(
-                gateway=gateway,
-                store=ResilientStore(SqlPaymentStore(engine), self.options.store_patience),
+                gateway=charger,
+                store=ResilientStore(
+                    BatchingStore(SqlPaymentStore(engine)), settings.store_patience
+                ),
                 publisher=publisher,
                 policy=settings.policy,
                 clock=SystemClock(),
                 lease_seconds=settings.lease_seconds,
+                gateway_down=lambda: self.circuit.state is not CircuitState.CLOSED,
             )
             self._consumer = PaymentConsumer(
                 deps, settings.poison_threshold, on_outcome=self._on_outcome

@@ -146,7 +146,7 @@ class AmqpPublisher:
         headers = carried_headers(envelope.headers)
         headers.update(
             {
-                h.PARK_ID: str(uuid.uuid4()),
+                h.PARK_ID: _short(notice.park_id or str(uuid.uuid4())),
                 h.REASON: notice.reason.value,
                 h.ERROR_CODE: _short(notice.error.code),
                 h.ERROR_MESSAGE: _short(notice.error.message),

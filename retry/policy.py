@@ -16,6 +16,7 @@ order Dramatiq's ``Retries`` middleware uses: is it retryable at all? -> are att
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -96,6 +97,8 @@ class Retry:
     delay: float
     attempt: int
     error: ErrorInfo
+    spared: bool = False
+    """True when the attempt does not count against the budget (the gateway is known down)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,8 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if not self.delays:
             raise PolicyError("at least one retry delay is needed")
+        if any(not math.isfinite(d) for d in self.delays):
+            raise PolicyError("retry delays must be finite numbers of seconds")
         if any(d <= 0 for d in self.delays):
             raise PolicyError("retry delays must be positive")
         if list(self.delays) != sorted(set(self.delays)):
@@ -141,8 +146,15 @@ class RetryPolicy:
         index = bisect.bisect_left(self.delays, retry_after)
         return self.delays[min(index, len(self.delays) - 1)]
 
-    def decide(self, answer: GatewayAnswer, attempt: int) -> Decision:
-        """What to do after gateway attempt number ``attempt`` (1-based) gave ``answer``."""
+    def decide(
+        self, answer: GatewayAnswer, attempt: int, *, gateway_down: bool = False
+    ) -> Decision:
+        """What to do after gateway attempt number ``attempt`` (1-based) gave ``answer``.
+
+        ``gateway_down`` (the worker's circuit breaker is open or probing) means a transient
+        failure says nothing about this payment: it is retried without spending its budget,
+        so an outage longer than the whole ladder cannot park the backlog.
+        """
         match answer:
             case Charged(charge_id=charge_id):
                 return Succeed(charge_id)
@@ -151,6 +163,8 @@ class RetryPolicy:
             case Rejected(error=error):
                 return Park(ParkReason.GATEWAY_REJECTED, error)
             case Transient(error=error, retry_after=retry_after):
+                if gateway_down:
+                    return Retry(self.delay_for(1, retry_after), attempt, error, spared=True)
                 if attempt >= self.max_attempts:
                     return Park(ParkReason.RETRIES_EXHAUSTED, error)
                 return Retry(self.delay_for(attempt, retry_after), attempt + 1, error)

@@ -1,8 +1,8 @@
 """SQLModel tables of the worker's store: one row per payment, one per gateway attempt.
 
-Timestamps are timezone-aware UTC in Python; SQLModel's ``UTCDateTime`` stores them as
-``timestamptz`` on PostgreSQL and as UTC text on SQLite. Nothing that can hold a card number is stored: the
-payment-method token, description and metadata stay in the message.
+Timestamps are timezone-aware UTC in Python; SQLModel's ``UTCDateTime`` stores them
+as ``timestamptz`` on PostgreSQL and as UTC text on SQLite. Nothing that can hold a card
+number is stored: the payment-method token, description and metadata stay in the message.
 """
 
 from __future__ import annotations

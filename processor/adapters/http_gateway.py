@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 from tenacity import (
     AsyncRetrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_exponential,
 )
@@ -74,7 +75,7 @@ class HttpGateway:
     async def charge(self, request: PaymentRequest) -> GatewayAnswer:
         try:
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(httpx.ConnectError),
+                retry=retry_if_exception(_connect_failed),
                 stop=stop_after_attempt(self._connect_retries + 1),
                 wait=wait_exponential(multiplier=0.05, max=0.5),
                 reraise=True,
@@ -88,16 +89,38 @@ class HttpGateway:
                             "Content-Type": "application/json",
                         },
                     )
-        except httpx.TimeoutException as exc:
-            return Transient(
-                TransientKind.TIMEOUT, ErrorInfo(code="gateway_timeout", message=_why(exc))
-            )
-        except httpx.TransportError as exc:
+        except (httpx.HTTPError, aiohttp.ClientError) as exc:
+            # aiohttp errors the transport does not map (a malformed answer) arrive raw.
+            if _timed_out(exc):
+                return Transient(
+                    TransientKind.TIMEOUT, ErrorInfo(code="gateway_timeout", message=_why(exc))
+                )
             return Transient(
                 TransientKind.CONNECTION,
                 ErrorInfo(code="gateway_unreachable", message=_why(exc)),
             )
         return interpret_response(response.status_code, response.content, response.headers)
+
+
+def _connect_failed(exc: BaseException) -> bool:
+    """No connection was made, so nothing was sent: safe to try again at once.
+
+    httpx-aiohttp maps aiohttp's ``ClientConnectorError`` (refused, DNS) to ``ConnectTimeout``,
+    so the aiohttp cause is checked as well as httpx's own ``ConnectError``.
+    """
+    return isinstance(exc, httpx.ConnectError) or isinstance(
+        exc.__cause__, aiohttp.ClientConnectorError
+    )
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """A real timeout, not a refused or dropped connection dressed up as ``ConnectTimeout``."""
+    if _connect_failed(exc):
+        return False
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientError):
+        return isinstance(cause, TimeoutError)
+    return isinstance(exc, httpx.TimeoutException | TimeoutError)
 
 
 def interpret_response(status: int, content: bytes, headers: Any) -> GatewayAnswer:

@@ -34,6 +34,10 @@ class ResilientStore:
         self._patience = patience
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        try:  # the fast path: no retry machinery while the store is healthy
+            return await operation()
+        except StoreUnavailable:
+            pass
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(StoreUnavailable),
             stop=stop_after_delay(self._patience),

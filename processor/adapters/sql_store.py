@@ -1,18 +1,24 @@
 """``PaymentStore`` over SQLModel/SQLAlchemy (SQLite or PostgreSQL).
 
-The claim is one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE ... RETURNING`` statement, so
-two workers holding copies of the same payment cannot both get past it: the row lock of the
-upsert (PostgreSQL) or the single writer (SQLite) decides, and the loser sees no row back.
+The claim is an ``INSERT ... ON CONFLICT DO UPDATE ... WHERE ... RETURNING`` statement, so two
+workers holding copies of the same payment cannot both get past it: the row lock of the
+upsert (PostgreSQL) or the single writer (SQLite) decides, and the loser gets no row back.
+
+Every operation has a batch form (``claim_many``, ``record_many``): ``BatchingStore`` groups
+the claims and outcomes of all in-flight payments into one transaction each, which is what
+lets one worker keep a hundred payments in flight without a hundred commits. Each caller
+still waits for *its* commit before anything is published or acked.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, false, or_, select, true, update
+from sqlalchemy import and_, bindparam, func, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -34,6 +40,31 @@ from schemas.tables import PaymentAttemptRow, PaymentRow, utcnow
 _payments = PaymentRow.__table__  # type: ignore[attr-defined]
 _attempts = PaymentAttemptRow.__table__  # type: ignore[attr-defined]
 _FINAL = [s.value for s in FINAL_STATUSES]
+# Deadlock and serialization failures abort one transaction; running it again succeeds.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+_CONFLICT = ErrorInfo(
+    code="idempotency_conflict",
+    message="payment_id was already used with a different amount, currency or merchant",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimItem:
+    request: PaymentRequest
+    owner: str
+    lease_seconds: float
+    reopen: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RecordItem:
+    payment_id: str
+    owner: str
+    attempt: AttemptRecord
+    status: PaymentStatus
+    charge_id: str | None = None
+    error: ErrorInfo | None = None
+    park_reason: ParkReason | None = None
 
 
 class SqlPaymentStore:
@@ -53,88 +84,108 @@ class SqlPaymentStore:
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise StoreUnavailable(f"connection lost: {str(exc)[:200]}") from exc
+            if getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+                raise StoreUnavailable(f"transaction aborted: {str(exc)[:200]}") from exc
             raise
+
+    # ---- claim ------------------------------------------------------------------------
 
     async def claim(
         self, request: PaymentRequest, owner: str, lease_seconds: float, reopen: bool
     ) -> ClaimResult:
+        return (await self.claim_many([ClaimItem(request, owner, lease_seconds, reopen)]))[0]
+
+    async def claim_many(self, items: Sequence[ClaimItem]) -> list[ClaimResult]:
+        """Claim a batch in one transaction; results are in the order of ``items``."""
         now = utcnow()
-        until = now + timedelta(seconds=lease_seconds)
+        results: list[ClaimResult | None] = [None] * len(items)
+        async with self._tx() as conn:
+            # One upsert per reopen flag; a payment_id appearing twice goes in once (the
+            # second copy then finds the first one's lease and is held off).
+            for reopen in (False, True):
+                chosen: dict[str, int] = {}
+                for index, item in enumerate(items):
+                    if item.reopen is reopen and item.request.key not in chosen:
+                        chosen[item.request.key] = index
+                if not chosen:
+                    continue
+                # Rows in key order: concurrent batches then lock rows in one global order
+                # and cannot deadlock each other on PostgreSQL.
+                rows = [self._claim_values(items[chosen[key]], now) for key in sorted(chosen)]
+                # executemany with RETURNING: SQLAlchemy's "insertmanyvalues" sends multi-row
+                # statements and caches the compiled form (no per-batch compile).
+                claimed = await conn.execute(self._claim_statement(reopen), rows)
+                for payment_id, attempts in claimed.all():
+                    results[chosen[payment_id]] = Claimed(attempts=int(attempts))
+            losers = {items[i].request.key for i, r in enumerate(results) if r is None}
+            existing: dict[str, Any] = {}
+            if losers:
+                found = await conn.execute(
+                    select(_payments).where(_payments.c.payment_id.in_(sorted(losers)))
+                )
+                existing = {row.payment_id: row for row in found.all()}
+        for index, item in enumerate(items):
+            if results[index] is None:
+                results[index] = _why_not_claimed(existing.get(item.request.key), item, now)
+        return [r for r in results if r is not None]
+
+    def _claim_values(self, item: ClaimItem, now: datetime) -> dict[str, Any]:
+        request = item.request
+        return {
+            "payment_id": request.key,
+            "status": PaymentStatus.PROCESSING.value,
+            "attempts": 1,
+            "amount": request.amount,
+            "currency": request.currency,
+            "merchant_id": request.merchant_id,
+            "fingerprint": request.fingerprint(),
+            "lease_owner": item.owner,
+            "lease_until": now + timedelta(seconds=item.lease_seconds),
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    def _claim_statement(self, reopen: bool) -> Any:
         table = _payments
-        fingerprint = request.fingerprint()
+        statement = self._insert(table)
+        new = statement.excluded
+        if reopen:
+            status_ok = and_(
+                table.c.status != PaymentStatus.SUCCEEDED.value,
+                table.c.status != PaymentStatus.DECLINED.value,
+            )
+            same_payment = true()
+        else:
+            # Spelled out: an expanding IN cannot be used with executemany().
+            status_ok = and_(*(table.c.status != status for status in _FINAL))
+            same_payment = table.c.fingerprint == new.fingerprint
         claimable = and_(
-            or_(
-                table.c.status.not_in(_FINAL),
-                and_(
-                    table.c.status == PaymentStatus.DEAD_LETTERED.value,
-                    true() if reopen else false(),
-                ),
-            ),
+            status_ok,
             or_(
                 table.c.lease_until.is_(None),
-                table.c.lease_until < now,
-                table.c.lease_owner == owner,
+                table.c.lease_until < new.updated_at,
+                table.c.lease_owner == new.lease_owner,
             ),
-            or_(table.c.fingerprint == fingerprint, true() if reopen else false()),
+            same_payment,
         )
-        statement = (
-            self._insert(table)
-            .values(
-                payment_id=request.key,
-                status=PaymentStatus.PROCESSING.value,
-                attempts=1,
-                amount=request.amount,
-                currency=request.currency,
-                merchant_id=request.merchant_id,
-                fingerprint=fingerprint,
-                lease_owner=owner,
-                lease_until=until,
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_update(
-                index_elements=[table.c.payment_id],
-                set_={
-                    "status": PaymentStatus.PROCESSING.value,
-                    "attempts": table.c.attempts + 1,
-                    "lease_owner": owner,
-                    "lease_until": until,
-                    "updated_at": now,
-                    "amount": request.amount,
-                    "currency": request.currency,
-                    "merchant_id": request.merchant_id,
-                    "fingerprint": fingerprint,
-                    "dead_letter_reason": None,
-                },
-                where=claimable,
-            )
-            .returning(table.c.attempts)
-        )
-        async with self._tx() as conn:
-            claimed = (await conn.execute(statement)).first()
-            if claimed is not None:
-                return Claimed(attempts=int(claimed[0]))
-            row = (
-                await conn.execute(select(table).where(table.c.payment_id == request.key))
-            ).first()
-        if row is None:  # pragma: no cover - the upsert either inserted or found a row
-            raise StoreUnavailable("payment row vanished during claim")
-        if row.fingerprint != fingerprint and not reopen:
-            return FingerprintConflict(
-                ErrorInfo(
-                    code="idempotency_conflict",
-                    message="payment_id was already used with a different amount, "
-                    "currency or merchant",
-                )
-            )
-        snapshot = _snapshot(row._mapping)
-        if snapshot.status.is_final and not (
-            reopen and snapshot.status is PaymentStatus.DEAD_LETTERED
-        ):
-            return AlreadyFinal(snapshot)
-        lease_until: datetime | None = row.lease_until
-        seconds_left = (lease_until - now).total_seconds() if lease_until else 0.0
-        return HeldElsewhere(max(seconds_left, 0.0))
+        return statement.on_conflict_do_update(
+            index_elements=[table.c.payment_id],
+            set_={
+                "status": PaymentStatus.PROCESSING.value,
+                "attempts": table.c.attempts + 1,
+                "lease_owner": new.lease_owner,
+                "lease_until": new.lease_until,
+                "updated_at": new.updated_at,
+                "amount": new.amount,
+                "currency": new.currency,
+                "merchant_id": new.merchant_id,
+                "fingerprint": new.fingerprint,
+                "dead_letter_reason": None,
+            },
+            where=claimable,
+        ).returning(table.c.payment_id, table.c.attempts)
+
+    # ---- record -----------------------------------------------------------------------
 
     async def record(
         self,
@@ -146,76 +197,81 @@ class SqlPaymentStore:
         error: ErrorInfo | None = None,
         park_reason: ParkReason | None = None,
     ) -> PaymentSnapshot:
+        item = RecordItem(payment_id, owner, attempt, status, charge_id, error, park_reason)
+        return (await self.record_many([item]))[0]
+
+    async def record_many(self, items: Sequence[RecordItem]) -> list[PaymentSnapshot]:
+        """Commit a batch of attempt outcomes in one transaction (order of ``items``)."""
         now = utcnow()
         table = _payments
-        values: dict[str, Any] = {
-            "status": status.value,
-            "updated_at": now,
-            "lease_owner": None,
-            "lease_until": None,
-            "last_error_code": error.code if error else None,
-            "last_error_message": error.message[:1000] if error else None,
-            "dead_letter_reason": park_reason.value if park_reason else None,
-        }
-        if charge_id is not None:
-            values["gateway_charge_id"] = charge_id
-        async with self._tx() as conn:
-            await conn.execute(
-                _attempts.insert().values(
-                    payment_id=payment_id,
-                    attempt=attempt.attempt,
-                    outcome=attempt.outcome,
-                    http_status=attempt.http_status,
-                    error_code=attempt.error.code if attempt.error else None,
-                    error_message=attempt.error.message[:1000] if attempt.error else None,
-                    replay_of=attempt.replay_of,
-                    started_at=attempt.started_at,
-                    finished_at=attempt.finished_at,
-                    duration_ms=(attempt.finished_at - attempt.started_at).total_seconds() * 1000,
-                )
+        attempt_rows = [_attempt_values(item) for item in items]
+        updates = [
+            {
+                "b_payment_id": item.payment_id,
+                "b_status": item.status.value,
+                "b_charge_id": item.charge_id,
+                "b_error_code": item.error.code if item.error else None,
+                "b_error_message": item.error.message[:1000] if item.error else None,
+                "b_reason": item.park_reason.value if item.park_reason else None,
+            }
+            for item in sorted(items, key=lambda item: item.payment_id)  # lock order
+        ]
+        # A final row is the authority: never overwrite it with a later, stale outcome.
+        statement = (
+            update(table)
+            .where(
+                table.c.payment_id == bindparam("b_payment_id"),
+                # Spelled out: an expanding IN cannot be used with executemany().
+                *(table.c.status != status for status in _FINAL),
             )
-            # A final row is the authority: never overwrite it with a later, stale outcome.
-            updated = (
-                await conn.execute(
-                    update(table)
-                    .where(table.c.payment_id == payment_id, table.c.status.not_in(_FINAL))
-                    .values(**values)
-                    .returning(*table.c)
-                )
-            ).first()
-            if updated is None:
-                updated = (
-                    await conn.execute(select(table).where(table.c.payment_id == payment_id))
-                ).first()
-        if updated is None:
-            raise StoreUnavailable(f"payment {payment_id} is missing")
-        return _snapshot(updated._mapping)
+            .values(
+                status=bindparam("b_status"),
+                gateway_charge_id=func.coalesce(
+                    bindparam("b_charge_id"), table.c.gateway_charge_id
+                ),
+                last_error_code=bindparam("b_error_code"),
+                last_error_message=bindparam("b_error_message"),
+                dead_letter_reason=bindparam("b_reason"),
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
+            )
+        )
+        async with self._tx() as conn:
+            await conn.execute(_attempts.insert(), attempt_rows)
+            await conn.execute(statement, updates)
+            found = await conn.execute(
+                select(table).where(table.c.payment_id.in_({i.payment_id for i in items}))
+            )
+            rows = {row.payment_id: row for row in found.all()}
+        missing = [i.payment_id for i in items if i.payment_id not in rows]
+        if missing:
+            raise StoreUnavailable(f"payment {missing[0]} is missing")
+        return [_snapshot(rows[item.payment_id]._mapping) for item in items]
+
+    # ---- the rest -------------------------------------------------------------------------
 
     async def mark_dead_lettered(
         self, payment_id: str, reason: ParkReason, error: ErrorInfo
     ) -> PaymentSnapshot | None:
         table = _payments
         async with self._tx() as conn:
-            row = (
-                await conn.execute(
-                    update(table)
-                    .where(table.c.payment_id == payment_id, table.c.status.not_in(_FINAL))
-                    .values(
-                        status=PaymentStatus.DEAD_LETTERED.value,
-                        updated_at=utcnow(),
-                        lease_owner=None,
-                        lease_until=None,
-                        last_error_code=error.code,
-                        last_error_message=error.message[:1000],
-                        dead_letter_reason=reason.value,
-                    )
-                    .returning(*table.c)
+            await conn.execute(
+                update(table)
+                .where(table.c.payment_id == payment_id, table.c.status.not_in(_FINAL))
+                .values(
+                    status=PaymentStatus.DEAD_LETTERED.value,
+                    updated_at=utcnow(),
+                    lease_owner=None,
+                    lease_until=None,
+                    last_error_code=error.code,
+                    last_error_message=error.message[:1000],
+                    dead_letter_reason=reason.value,
                 )
+            )
+            row = (
+                await conn.execute(select(table).where(table.c.payment_id == payment_id))
             ).first()
-            if row is None:
-                row = (
-                    await conn.execute(select(table).where(table.c.payment_id == payment_id))
-                ).first()
         return _snapshot(row._mapping) if row is not None else None
 
     async def release(self, payment_id: str, owner: str) -> None:
@@ -232,6 +288,37 @@ class SqlPaymentStore:
                 await conn.execute(select(_payments).where(_payments.c.payment_id == payment_id))
             ).first()
         return _snapshot(row._mapping) if row is not None else None
+
+
+def _why_not_claimed(row: Any, item: ClaimItem, now: datetime) -> ClaimResult:
+    if row is None:  # pragma: no cover - the upsert either inserted or found a row
+        raise StoreUnavailable("payment row vanished during claim")
+    if row.fingerprint != item.request.fingerprint() and not item.reopen:
+        return FingerprintConflict(_CONFLICT)
+    snapshot = _snapshot(row._mapping)
+    if snapshot.status.is_final and not (
+        item.reopen and snapshot.status is PaymentStatus.DEAD_LETTERED
+    ):
+        return AlreadyFinal(snapshot)
+    lease_until: datetime | None = row.lease_until
+    seconds_left = (lease_until - now).total_seconds() if lease_until else 0.0
+    return HeldElsewhere(max(seconds_left, 0.0))
+
+
+def _attempt_values(item: RecordItem) -> dict[str, Any]:
+    attempt = item.attempt
+    return {
+        "payment_id": item.payment_id,
+        "attempt": attempt.attempt,
+        "outcome": attempt.outcome,
+        "http_status": attempt.http_status,
+        "error_code": attempt.error.code if attempt.error else None,
+        "error_message": attempt.error.message[:1000] if attempt.error else None,
+        "replay_of": attempt.replay_of,
+        "started_at": attempt.started_at,
+        "finished_at": attempt.finished_at,
+        "duration_ms": (attempt.finished_at - attempt.started_at).total_seconds() * 1000,
+    }
 
 
 def _snapshot(row: Any) -> PaymentSnapshot:

@@ -1,0 +1,172 @@
+"""What the DLQ admin service needs from the outside world, as small typed ports.
+
+Adapters: ``dlq_admin.store.SqlDlqStore`` (SQLAlchemy), ``dlq_admin.amqp`` (aio-pika).
+Nothing in here imports a web framework, a database driver or an AMQP client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from schemas.dlq import EntryStatus
+from schemas.outcome import ParkReason
+
+
+class PublishError(Exception):
+    """The broker did not confirm a publish (nacked, returned, timed out or disconnected)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One delivery from ``N.dlq``, transport-neutral."""
+
+    body: bytes
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    content_type: str | None = None
+    message_id: str | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    timestamp: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """A parked message ready to be stored (already redacted and size-limited)."""
+
+    id: str
+    dedup_key: str
+    reason: ParkReason
+    fingerprint: str
+    error_code: str | None
+    error_message: str | None
+    http_status: int | None
+    exception_type: str | None
+    attempts: int
+    payment_id: str | None
+    merchant_id: str | None
+    dead_lettered_at: datetime
+    body: str
+    body_bytes: int
+    headers_json: str
+    content_type: str | None
+    message_id: str | None
+    correlation_id: str | None
+    reply_to: str | None
+    origin: str | None
+    replay_of: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFilters:
+    reason: ParkReason | None = None
+    status: EntryStatus | None = None
+    payment_id: str | None = None
+    merchant_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    actor: str | None
+    role: str | None
+    action: str
+    target: str | None
+    outcome: str
+    status_code: int
+    detail: str | None = None
+    client: str | None = None
+
+
+Row = Mapping[Any, Any]
+"""A database row as a mapping of column name to value."""
+
+
+class DlqStore(Protocol):
+    async def insert_entry(self, entry: NewEntry) -> bool:
+        """Insert unless ``dedup_key`` exists; True if inserted. Committed on return."""
+        ...
+
+    async def get_entry(self, entry_id: str) -> Row | None: ...
+
+    async def get_entries(self, entry_ids: Sequence[str]) -> dict[str, Row]: ...
+
+    async def list_entries(
+        self,
+        filters: EntryFilters,
+        limit: int,
+        before: tuple[datetime, str] | None,
+        *,
+        oldest_first: bool = False,
+    ) -> list[Row]:
+        """Entries matching ``filters``, newest first (or oldest first), after the cursor."""
+        ...
+
+    async def chain(self, entry_id: str) -> list[Row]:
+        """Every entry linked to ``entry_id`` through ``replay_of``, oldest first."""
+        ...
+
+    async def counts(self) -> list[tuple[str, str, int]]:
+        """``(reason, status, count)`` for every combination present."""
+        ...
+
+    async def oldest_parked(self) -> datetime | None: ...
+
+    async def groups(
+        self, status: EntryStatus, reason: ParkReason | None, limit: int
+    ) -> list[Row]: ...
+
+    async def claim_for_replay(self, entry_id: str) -> bool:
+        """Atomically ``parked -> replaying``; True for exactly one concurrent caller."""
+        ...
+
+    async def finish_replay(self, entry_id: str, actor: str, replayed_body: str | None) -> Row:
+        """``replaying -> replayed`` after the broker confirmed the publish."""
+        ...
+
+    async def abort_replay(self, entry_id: str) -> None:
+        """``replaying -> parked`` after a failed publish."""
+        ...
+
+    async def discard(self, entry_id: str, actor: str) -> bool:
+        """Atomically ``parked -> discarded``; True if this call changed it."""
+        ...
+
+    async def payment(self, payment_id: str) -> Row | None: ...
+
+    async def payment_statuses(self, payment_ids: Sequence[str]) -> dict[str, str]: ...
+
+    async def attempts(self, payment_id: str) -> list[Row]: ...
+
+    async def add_audit(self, record: AuditRecord) -> None: ...
+
+    async def list_audit(
+        self,
+        limit: int,
+        before_id: int | None,
+        actor: str | None,
+        action: str | None,
+        outcome: str | None,
+    ) -> list[Row]: ...
+
+
+class RequestPublisher(Protocol):
+    async def publish_request(
+        self, body: bytes, headers: dict[str, Any], message_id: str | None
+    ) -> None:
+        """Publish to ``N``/``payment.request``, mandatory and confirmed; else PublishError."""
+        ...
+
+    async def publish_event(self, routing_key: str, body: dict[str, Any]) -> None:
+        """Best-effort event on ``N.events``: nobody has to listen."""
+        ...
+
+
+class QueueProbe(Protocol):
+    async def waiting(self) -> int | None:
+        """Messages ready in ``N.dlq`` (not yet ingested), or None if it cannot be asked."""
+        ...

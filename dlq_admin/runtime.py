@@ -1,0 +1,199 @@
+"""The composition root of ``payproc admin``: wire the store, broker adapters, service, ingest
+consumer and HTTP server, and run them in one process.
+
+Start-up refuses (one line naming ``PAYPROC_ADMIN_TOKEN``) when no token is configured, before
+touching the database or the broker. Token values are registered as log secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import aio_pika
+import uvicorn
+from aio_pika.abc import AbstractRobustConnection
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dlq_admin.amqp import AmqpQueueProbe, AmqpReplayPublisher, DlqConsumer, declare_dlq_topology
+from dlq_admin.auth import Authenticator, ConfiguredToken, TokenConfigError, configured_tokens
+from dlq_admin.service import DlqAdmin
+from dlq_admin.store import SqlDlqStore
+from dlq_admin.web import create_app
+from processor.config import ConfigError, Settings
+from processor.db import create_schema, make_engine
+from processor.logs import register_secret
+from retry.names import Names
+
+log = logging.getLogger("payproc.admin")
+
+
+def admin_tokens(settings: Settings) -> list[ConfiguredToken]:
+    """The configured tokens, registered as log secrets; ``ConfigError`` if there are none."""
+    for secret in (settings.admin_token, settings.admin_tokens):
+        register_secret(secret)
+    try:
+        tokens = configured_tokens(settings.admin_token, settings.admin_tokens)
+    except TokenConfigError as exc:
+        setting = "PAYPROC_ADMIN_TOKENS" if settings.admin_tokens else "PAYPROC_ADMIN_TOKEN"
+        if "no admin token" in str(exc):
+            raise ConfigError(f"payproc admin: refusing to start: {exc}") from None
+        raise ConfigError(f"payproc admin: invalid setting {setting}: {exc}") from None
+    for token in tokens:
+        register_secret(token.secret)
+    return tokens
+
+
+def parse_bind(bind: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:8080`` for IPv6) -> ``(host, port)``; ``ConfigError`` if bad."""
+    host, sep, port_text = bind.strip().rpartition(":")
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        port = -1
+    if not sep or not host or not 0 <= port <= 65535:
+        raise ConfigError(f"payproc admin: invalid setting PAYPROC_ADMIN_BIND: {bind!r}") from None
+    return host, port
+
+
+@dataclass
+class AdminRuntime:
+    """Everything ``payproc admin`` runs; ``ingest=False`` serves the API without consuming."""
+
+    settings: Settings
+    ingest: bool = True
+    engine: AsyncEngine | None = None
+    connection: AbstractRobustConnection | None = None
+    publisher: AmqpReplayPublisher | None = None
+    consumer: DlqConsumer | None = None
+    service: DlqAdmin | None = None
+    app: FastAPI | None = None
+    _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    async def start(self) -> DlqAdmin:
+        settings = self.settings
+        tokens = admin_tokens(settings)
+        names = Names(settings.namespace)
+        stack = self._stack
+        try:
+            engine = make_engine(settings.database_url)
+            stack.push_async_callback(engine.dispose)
+            await create_schema(engine)
+            self.engine = engine
+            connection = await aio_pika.connect_robust(
+                settings.amqp_url,
+                client_properties={"connection_name": f"payproc-admin {settings.namespace}"},
+                reconnect_interval=1.0,
+            )
+            stack.push_async_callback(connection.close)
+            self.connection = connection
+            await declare_dlq_topology(connection, names)
+            publisher = AmqpReplayPublisher(connection, names)
+            await publisher.open()
+            stack.push_async_callback(publisher.close)
+            self.publisher = publisher
+            service = DlqAdmin(
+                SqlDlqStore(engine, settings.namespace),
+                publisher,
+                AmqpQueueProbe(connection, names.dlq),
+                Authenticator(tokens),
+                queue_name=names.dlq,
+                replay_rate=settings.admin_replay_rate,
+            )
+            self.service = service
+            self.consumer = DlqConsumer(
+                connection, names, service, prefetch=settings.admin_ingest_prefetch
+            )
+            if self.ingest:
+                await self.start_ingest()
+            self.app = create_app(service)
+        except BaseException:
+            await stack.aclose()
+            raise
+        log.info(
+            "admin ready",
+            extra={"namespace": settings.namespace, "tokens": ",".join(t.name for t in tokens)},
+        )
+        return service
+
+    async def start_ingest(self) -> None:
+        assert self.consumer is not None, "runtime not started"
+        await self.consumer.start()
+        self._stack.push_async_callback(self.consumer.stop)
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
+
+    async def __aenter__(self) -> AdminRuntime:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+@dataclass
+class RunningServer:
+    url: str
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await asyncio.wait_for(self.task, 30)
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+async def start_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
+    """Serve ``app`` with uvicorn on ``host:port`` (0 = any free port) in this event loop."""
+    sock = _bound_socket(host, port)
+    bound_port = int(sock.getsockname()[1])
+    config = uvicorn.Config(app, log_config=None, lifespan="off", server_header=False)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    deadline = asyncio.get_running_loop().time() + 30
+    while not server.started:  # uvicorn exposes no start-up event: a bounded poll
+        if task.done():
+            task.result()
+            raise RuntimeError("admin server stopped during start-up")
+        if asyncio.get_running_loop().time() > deadline:
+            server.should_exit = True
+            raise TimeoutError("admin server did not start within 30 s")
+        await asyncio.sleep(0.01)
+    shown = f"[{host}]" if ":" in host else host
+    return RunningServer(f"http://{shown}:{bound_port}", server, task)
+
+
+async def serve(settings: Settings, *, bind: str | None = None, ingest: bool = True) -> int:
+    """``payproc admin``: run the API and the ingest consumer until SIGTERM/SIGINT."""
+    admin_tokens(settings)  # refuse before connecting anywhere
+    host, port = parse_bind(bind or settings.admin_bind)
+    async with AdminRuntime(settings, ingest=ingest) as runtime:
+        assert runtime.app is not None
+        sock = _bound_socket(host, port)
+        bound = int(sock.getsockname()[1])
+        config = uvicorn.Config(runtime.app, log_config=None, lifespan="off", server_header=False)
+        server = uvicorn.Server(config)
+        shown = f"[{host}]" if ":" in host else host
+        log.info("admin API listening on http://%s:%d (docs at /docs)", shown, bound)
+        await server.serve(sockets=[sock])
+    return 0

@@ -1,0 +1,35 @@
+"""Fault hooks for the chaos suite; wired only when a ``PAYPROC_CHAOS_*`` setting is set.
+
+A SIGKILL from outside lands at a random point; the most dangerous window — the gateway has
+answered (maybe charged) but nothing is committed or acked yet — is narrow. This hook hits it
+on purpose: the redelivered message must be charged exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+
+from processor.ports import Gateway
+from retry.policy import GatewayAnswer
+from schemas.payment import PaymentRequest
+
+log = logging.getLogger("payproc.chaos")
+
+
+class DieAfterCharge:
+    def __init__(self, inner: Gateway, rate: float, rng: random.Random | None = None) -> None:
+        self._inner = inner
+        self._rate = rate
+        self._rng = rng or random.Random()
+
+    async def charge(self, request: PaymentRequest) -> GatewayAnswer:
+        answer = await self._inner.charge(request)
+        if self._rng.random() < self._rate:
+            log.warning(
+                "chaos: dying after the gateway answered", extra={"payment_id": request.key}
+            )
+            logging.shutdown()
+            os._exit(137)
+        return answer
