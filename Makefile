@@ -31,3 +31,8 @@ test: $(STAMP) lint
 
 clean:
 	rm -rf $(VENV) .payproc *.egg-info
+
+# The long soak (10,000 payments, faults, a broker restart); run it alone.
+chaos: $(STAMP)
+	./scripts/ensure-services.sh
+	$(BIN)/python -m tests.chaos.soak

@@ -213,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
         from dlq_admin.cli import register as register_admin
 
         register_admin(sub)
+    # The gRPC front door is an optional extra; grpc is imported by the command itself.
+    with contextlib.suppress(ImportError):
+        from processor.grpc_api.cli import register as register_grpc
+
+        register_grpc(sub)
     return parser
 
 

@@ -18,7 +18,9 @@ import re
 # are not candidates: UUID segments such as "1234-123456789012" would be.
 _CANDIDATE = re.compile(
     r"(?<!\d)(?<!\d[ -])"
-    r"(?:\d{13,19}"
+    # A bare run must not be glued to letters or digits: inside hex ids such as
+    # "ch_fa62976156896150026ed" a Luhn-valid run of digits is chance, not a card.
+    r"(?:(?<![0-9A-Za-z])\d{13,19}(?![0-9A-Za-z])"
     r"|\d{4} \d{4} \d{4} \d{4}(?: \d{1,3})?"
     r"|\d{4} \d{6} \d{4,5}"
     # Dashed groups must stand apart from hex characters: inside a UUID they never do.

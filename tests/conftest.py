@@ -87,9 +87,7 @@ async def connection(amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
 
 
 @pytest.fixture
-async def topology(
-    connection: AbstractRobustConnection, names: Names
-) -> AsyncIterator[Names]:
+async def topology(connection: AbstractRobustConnection, names: Names) -> AsyncIterator[Names]:
     """The namespace's exchanges and queues, deleted after the test."""
     await declare_topology(connection, names, TEST_DELAYS, 10)
     yield names
@@ -104,9 +102,7 @@ async def gateway() -> AsyncIterator[RunningGateway]:
 
 
 @pytest.fixture
-def settings_factory(
-    amqp_url: str, database_url: str, namespace: str
-) -> Callable[..., Settings]:
+def settings_factory(amqp_url: str, database_url: str, namespace: str) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "amqp_url": amqp_url,
@@ -145,16 +141,14 @@ async def start_worker(
         return worker
 
     yield start
-    for worker, task in running:
+    for worker, _task in running:
         worker.stop()
     for _worker, task in running:
         await asyncio.wait_for(task, 30)
 
 
 @pytest.fixture
-async def events(
-    connection: AbstractRobustConnection, topology: Names
-) -> AsyncIterator[Collector]:
+async def events(connection: AbstractRobustConnection, topology: Names) -> AsyncIterator[Collector]:
     collector, channel = await collect_exchange(connection, topology.events)
     yield collector
     await channel.close()

@@ -45,17 +45,21 @@ async def test_success_is_stored_announced_and_replied(
     reply = await asyncio.wait_for(replies.get(), 20)
     result = orjson.loads(reply.body)
     assert reply.correlation_id == "corr-1"
-    assert result["status"] == "succeeded" and result["attempts"] == 1
+    assert result["status"] == "succeeded"
+    assert result["attempts"] == 1
     assert result["gateway_charge_id"].startswith("ch_")
     await events.wait_for(has_event(body["payment_id"], "payment.succeeded"))
     row = await stored(database_url, body["payment_id"])
-    assert row is not None and row.status is PaymentStatus.SUCCEEDED
+    assert row is not None
+    assert row.status is PaymentStatus.SUCCEEDED
     assert row.gateway_charge_id == result["gateway_charge_id"]
     assert gateway.state.charge_count(body["payment_id"]) == 1
     await channel.close()
 
 
-async def test_decline_is_final_and_never_retried(start_worker, connection, topology, events, gateway, dlq):
+async def test_decline_is_final_and_never_retried(
+    start_worker, connection, topology, events, gateway, dlq
+):
     """A 402 is a business answer: declined once, no retry, nothing parked."""
     await start_worker(gateway_url=gateway.url)
     body = payment(amount=5402)
@@ -79,11 +83,14 @@ async def test_transient_failure_retries_then_succeeds(
     await events.wait_for(has_event(body["payment_id"], "payment.retry_scheduled"))
     gateway.state.update_config({"failure_rate": 0.0})
     await events.wait_for(has_event(body["payment_id"], "payment.succeeded"))
-    scheduled = [e for e in events.events_for(body["payment_id"]) if e["status"] == "retry_scheduled"]
+    scheduled = [
+        e for e in events.events_for(body["payment_id"]) if e["status"] == "retry_scheduled"
+    ]
     assert scheduled[0]["delay_seconds"] == 0.1
     assert scheduled[0]["error"]["code"] == "http_503" or scheduled[0]["error"]["code"]
     row = await stored(database_url, body["payment_id"])
-    assert row is not None and row.status is PaymentStatus.SUCCEEDED
+    assert row is not None
+    assert row.status is PaymentStatus.SUCCEEDED
     assert row.attempts >= 2
     assert gateway.state.charge_count(body["payment_id"]) == 1
 
@@ -103,12 +110,16 @@ async def test_exhausted_retries_are_parked_with_small_headers(
     assert h.BROKER_DEATH not in parked.headers, "x-death must be stripped on republish"
     assert orjson.loads(parked.body) == body
     assert gateway.state.answers[503] == 4
-    delays = [e["delay_seconds"] for e in events.events_for(body["payment_id"])
-              if e["status"] == "retry_scheduled"]
+    delays = [
+        e["delay_seconds"]
+        for e in events.events_for(body["payment_id"])
+        if e["status"] == "retry_scheduled"
+    ]
     assert delays == [0.1, 0.2, 0.4]
     await events.wait_for(has_event(body["payment_id"], "payment.dead_lettered"))
     row = await stored(database_url, body["payment_id"])
-    assert row is not None and row.status is PaymentStatus.DEAD_LETTERED
+    assert row is not None
+    assert row.status is PaymentStatus.DEAD_LETTERED
     assert row.dead_letter_reason == "retries_exhausted"
 
 
@@ -123,7 +134,9 @@ async def test_rate_limit_retry_after_picks_a_long_enough_queue(
     await events.wait_for(has_event(body["payment_id"], "payment.retry_scheduled"))
     gateway.state.update_config({"rate_limit_rate": 0.0})
     await events.wait_for(has_event(body["payment_id"], "payment.succeeded"))
-    first = next(e for e in events.events_for(body["payment_id"]) if e["status"] == "retry_scheduled")
+    first = next(
+        e for e in events.events_for(body["payment_id"]) if e["status"] == "retry_scheduled"
+    )
     assert first["delay_seconds"] == 0.4
     assert first["error"]["code"] in {"rate_limited", "http_429"}
 
@@ -140,7 +153,9 @@ async def test_timeouts_are_retried_and_charge_once(
     await events.wait_for(has_event(body["payment_id"], "payment.retry_scheduled"))
     gateway.state.update_config({knob: 0.0})
     await events.wait_for(has_event(body["payment_id"], "payment.succeeded"), timeout=30)
-    first = next(e for e in events.events_for(body["payment_id"]) if e["status"] == "retry_scheduled")
+    first = next(
+        e for e in events.events_for(body["payment_id"]) if e["status"] == "retry_scheduled"
+    )
     assert first["error"]["code"] == "gateway_timeout"
     assert gateway.state.charge_count(body["payment_id"]) == 1
 
@@ -178,8 +193,14 @@ INVALID_BODIES = {
     "not_json": (b"{not json", "application/json"),
     "unknown_field": (orjson.dumps(payment(surprise=1)), "application/json"),
     "wrong_type": (orjson.dumps(payment(amount="12.00")), "application/json"),
-    "card_number": (orjson.dumps(payment(payment_method="4242 4242 4242 4242")), "application/json"),
-    "card_in_metadata": (orjson.dumps(payment(metadata={"note": "4111111111111111"})), "application/json"),
+    "card_number": (
+        orjson.dumps(payment(payment_method="4242 4242 4242 4242")),
+        "application/json",
+    ),
+    "card_in_metadata": (
+        orjson.dumps(payment(metadata={"note": "4111111111111111"})),
+        "application/json",
+    ),
     "wrong_content_type": (orjson.dumps(payment()), "text/plain"),
     "oversized": (orjson.dumps(payment(description="x" * 70_000)), "application/json"),
 }
@@ -266,7 +287,9 @@ async def test_workers_share_the_queue_and_duplicates_charge_once(
 ):
     """Two workers split 200 payments; five copies of one payment are charged exactly once."""
     workers = [await start_worker(gateway_url=gateway.url, prefetch=20) for _ in range(2)]
-    events_collector, channel = await collect_exchange(connection, topology.events, "payment.succeeded")
+    events_collector, channel = await collect_exchange(
+        connection, topology.events, "payment.succeeded"
+    )
     bodies = [payment() for _ in range(200)]
     duplicated = payment()
     await publish(connection, topology, *bodies, *([duplicated] * 5))
@@ -277,11 +300,14 @@ async def test_workers_share_the_queue_and_duplicates_charge_once(
     assert gateway.state.double_charged == []
     assert gateway.state.charge_count(duplicated["payment_id"]) == 1
     row = await stored(database_url, duplicated["payment_id"])
-    assert row is not None and row.status is PaymentStatus.SUCCEEDED
+    assert row is not None
+    assert row.status is PaymentStatus.SUCCEEDED
     await channel.close()
 
 
-async def test_outcomes_do_not_need_an_event_subscriber(start_worker, connection, topology, gateway, database_url):
+async def test_outcomes_do_not_need_an_event_subscriber(
+    start_worker, connection, topology, gateway, database_url
+):
     """With nobody bound to the events exchange, payments still complete (events are optional)."""
     worker = await start_worker(gateway_url=gateway.url)
     bodies = [payment() for _ in range(20)]
@@ -298,7 +324,8 @@ async def test_outcomes_do_not_need_an_event_subscriber(start_worker, connection
     assert worker.consumer.stats.outcomes.get("succeeded") == 20
     for body in bodies:
         row = await stored(database_url, body["payment_id"])
-        assert row is not None and row.status is PaymentStatus.SUCCEEDED
+        assert row is not None
+        assert row.status is PaymentStatus.SUCCEEDED
 
 
 def test_unique_ids_in_this_module() -> None:

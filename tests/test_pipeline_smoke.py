@@ -11,8 +11,13 @@ async def test_payment_succeeds_end_to_end(start_worker, connection, topology, e
     """A valid request is charged once and announced as payment.succeeded."""
     await start_worker(gateway_url=gateway.url)
     pid = str(uuid.uuid4())
-    body = {"payment_id": pid, "amount": 1999, "currency": "EUR", "merchant_id": "m_1",
-            "payment_method": "pm_card_visa"}
+    body = {
+        "payment_id": pid,
+        "amount": 1999,
+        "currency": "EUR",
+        "merchant_id": "m_1",
+        "payment_method": "pm_card_visa",
+    }
     await publish_bodies(connection, topology, [payment_message(body)])
     await events.wait_for(lambda ms: any(m.routing_key == "payment.succeeded" for m in ms))
     assert gateway.state.charge_count(pid) == 1

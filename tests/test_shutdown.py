@@ -46,9 +46,7 @@ async def test_sigterm_returns_in_flight_payments_and_loses_none(
 
         procs.start("worker", env=env, name="worker")
         wanted = {b["payment_id"] for b in bodies}
-        await events.wait_for(
-            lambda ms: wanted <= {m.json()["payment_id"] for m in ms}, timeout=60
-        )
+        await events.wait_for(lambda ms: wanted <= {m.json()["payment_id"] for m in ms}, timeout=60)
     assert dlq.messages == []
     assert gateway.state.double_charged == []
     await channel.close()

@@ -432,6 +432,11 @@ async def test_a_deadlocked_transaction_is_store_unavailable(pg_url: str) -> Non
 # ---- outages ---------------------------------------------------------------------------------
 
 
+def join_all(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        thread.join(5)
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -458,7 +463,7 @@ async def test_unreachable_database_raises_store_unavailable(kind: str, tmp_path
         # aiosqlite stops the worker thread of a failed connect without awaiting it: let the
         # threads finish while this loop still runs, or they report to a closed loop.
         started = [t for t in threading.enumerate() if t not in before]
-        await asyncio.to_thread(lambda: [t.join(5) for t in started])
+        await asyncio.to_thread(join_all, started)
 
 
 class FlakyStore:

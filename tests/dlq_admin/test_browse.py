@@ -224,8 +224,8 @@ async def test_listing_stays_fast_with_100k_entries(admin: Admin) -> None:
         started = time.perf_counter()
         data = await admin.get(path, **params)
         elapsed = time.perf_counter() - started
-        print(f"{elapsed * 1000:7.1f} ms {path} {sorted(params)}")
-        assert elapsed < 1.0, (path, params, elapsed)
+        budget = 0.3 if path == "/dlq/messages" else 1.0
+        assert elapsed < budget, (path, params, elapsed)
         if path == "/dlq/messages":
             assert data["items"], params
     page = await admin.get("/dlq/messages", limit=100, cursor=deep)

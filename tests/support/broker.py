@@ -9,13 +9,17 @@ from urllib.parse import urlparse
 import pytest
 
 AMQP_URL = os.environ.get("PAYPROC_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-PG_ADMIN_URL = os.environ.get("PAYPROC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "PAYPROC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def reachable(url: str, default_port: int) -> bool:
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), 2):
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), 2
+        ):
             return True
     except OSError:
         return False

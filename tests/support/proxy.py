@@ -26,7 +26,7 @@ class TcpProxy:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
 
-    def url(self, user: str = "guest", password: str = "guest") -> str:
+    def url(self, user: str = "guest", password: str = "guest") -> str:  # noqa: S107 - the broker's local default account
         return f"amqp://{user}:{password}@127.0.0.1:{self.port}/"
 
     async def start(self) -> None:
@@ -57,6 +57,19 @@ class TcpProxy:
                 writer.write(data)
                 await writer.drain()
         writer.close()
+
+    @property
+    def live(self) -> int:
+        return len(self._pairs)
+
+    async def wait_live(self, timeout: float = 30) -> None:
+        """Wait until at least one client connection is forwarded right now."""
+
+        async def _wait() -> None:
+            async with self.connected:
+                await self.connected.wait_for(lambda: self.live > 0)
+
+        await asyncio.wait_for(_wait(), timeout)
 
     def cut(self) -> int:
         """Drop every live connection at once; returns how many were cut."""

@@ -1,0 +1,112 @@
+"""Bounded chaos: real worker processes, the real broker and the fake gateway under faults.
+
+Each scenario injects faults while payments flow, waits for everything to settle and then
+checks the invariants of ``harness.assert_invariants``: nothing lost, nothing charged twice,
+every payment in exactly one final state, every queue empty, no card number anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.harness import ChaosRun, assert_invariants
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+
+
+@pytest.fixture
+async def chaos(amqp_url: str, database_url: str, tmp_path: Path):
+    runs: list[ChaosRun] = []
+
+    def make(**kwargs) -> ChaosRun:
+        run = ChaosRun(amqp_url, database_url, tmp_path, **kwargs)
+        runs.append(run)
+        return run
+
+    yield make
+    for run in runs:
+        await run.close()
+
+
+async def test_gateway_faults_worker_kills_and_bad_input(chaos) -> None:
+    """2,000 payments through 503s, 429s, timeouts, lost responses, SIGKILLs, dying workers,
+    cut connections, duplicates and malformed input: none lost, none charged twice."""
+    run = chaos(extra_env={"PAYPROC_CHAOS_KILL_AFTER_CHARGE": "0.002"})
+    await run.open(
+        failure_rate=0.2,
+        rate_limit_rate=0.03,
+        retry_after=0.3,
+        timeout_rate=0.01,
+        charge_then_timeout_rate=0.03,
+        hang_seconds=1.5,
+        latency=0.002,
+    )
+    await run.start_worker(0, proxied=True)
+    await run.start_worker(1)
+    await run.publish(2000, malformed=300, duplicates=20, conflicts=5)
+    for round_ in range(3):
+        await run.restart_dead_workers()
+        await asyncio.sleep(1.5)  # let work get in flight: faults land mid-stream, by design
+        await run.kill_worker(1)
+        if round_ < 2:
+            await run.cut_connection(0)
+    drain = await run.settle(timeout=240)
+    report = await run.verify(drain)
+    print("\n" + report.table())
+    assert_invariants(report, run)
+    assert report.parked_by_reason["gateway_rejected"] > 0
+    assert report.status["declined"] > 0
+    assert report.faults["worker SIGKILL"] + report.faults["worker died after charge (hook)"] >= 3
+    assert report.faults["connection cut"] == 2
+
+
+async def test_outage_longer_than_the_ladder_does_not_park_the_backlog(chaos) -> None:
+    """A full outage many times longer than the whole retry ladder opens the circuit; when
+    the gateway heals every payment succeeds and none is parked as retries_exhausted."""
+    run = chaos(
+        delays=(0.1, 0.2),
+        max_attempts=3,
+        extra_env={"PAYPROC_CIRCUIT_THRESHOLD": "5", "PAYPROC_CIRCUIT_COOLDOWN": "0.5"},
+    )
+    await run.open(latency=0.005)
+    await run.start_worker(0)
+    await run.publish(300, decline_rate=0, reject_rate=0)
+    await run.gateway_config(outage=True)
+    run.faults["gateway outage (s)"] = 6
+    await asyncio.sleep(6)  # the outage itself: 20x the 0.3 s ladder
+    await run.gateway_config(outage=False)
+    drain = await run.settle(timeout=120)
+    report = await run.verify(drain)
+    print("\n" + report.table())
+    assert_invariants(report, run)
+    assert report.parked_by_reason["retries_exhausted"] == 0
+    assert report.status["succeeded"] == 300
+    log = (run.workdir / "worker-0.log").read_text()
+    assert "circuit open" in log
+
+
+async def test_database_locked_for_a_while_makes_messages_wait(chaos, database_kind: str) -> None:
+    """While the SQLite database is exclusively locked, payments wait unacked; afterwards
+    all complete and none is parked or lost."""
+    if database_kind != "sqlite":
+        pytest.skip("locks the SQLite file; PostgreSQL outages are covered by the store tests")
+    run = chaos()
+    await run.open(latency=0.005)
+    await run.start_worker(0)
+    await run.publish(400, decline_rate=0, reject_rate=0)
+    path = run.database_url.removeprefix("sqlite:///")
+    lock = sqlite3.connect(path, timeout=30)
+    lock.execute("BEGIN EXCLUSIVE")
+    run.faults["database locked (s)"] = 4
+    await asyncio.sleep(4)  # the fault's duration
+    lock.rollback()
+    lock.close()
+    drain = await run.settle(timeout=120)
+    report = await run.verify(drain)
+    print("\n" + report.table())
+    assert_invariants(report, run)
+    assert report.status["succeeded"] == 400
