@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     poison_threshold: int = Field(default=3, ge=1, le=100)
     admin_token: str | None = Field(default=None, repr=False)
     admin_bind: str = "127.0.0.1:8080"
+    metrics_bind: str = Field(default="127.0.0.1:9100", pattern=r"^(off|[^\s:]*:\d{1,5})$")
+    """The worker's /metrics, /healthz and /readyz server; ``off`` disables it."""
     admin_tokens: str | None = Field(default=None, repr=False)
     """Named admin tokens, ``name:role:token`` comma-separated (roles: viewer, operator)."""
     admin_replay_rate: float = Field(default=500.0, gt=0, le=100_000)

@@ -105,6 +105,7 @@ async def _demo(count: int, *, keep: bool) -> int:
         "PAYPROC_RETRY_DELAYS": ",".join(f"{d:g}" for d in DEMO_DELAYS),
         "PAYPROC_MAX_ATTEMPTS": str(DEMO_MAX_ATTEMPTS),
         "PAYPROC_LOG_LEVEL": "WARNING",
+        "PAYPROC_METRICS_BIND": "127.0.0.1:0",
     }
     logs = open(workdir / "demo-processes.log", "wb")  # noqa: SIM115, ASYNC230 - closed in finally
     gateway_args = [

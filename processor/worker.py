@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractQueue, AbstractRobustChannel, AbstractRobustConnection
+from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from processor.adapters.batching_store import BatchingStore
 from processor.adapters.http_gateway import HttpGateway
@@ -25,6 +28,7 @@ from processor.clock import SystemClock
 from processor.config import Settings
 from processor.consumer import PaymentConsumer
 from processor.db import create_schema, make_engine
+from processor.metrics import MeteredGateway, WorkerMetrics, probe_app, serve_probes
 from processor.ports import Gateway
 from processor.use_cases import Deps, Handled
 from retry.amqp_publisher import AmqpPublisher
@@ -54,6 +58,9 @@ class Worker:
         self._consumer: PaymentConsumer | None = None
         self._circuit_changed = asyncio.Event()
         self._prefetch = 0
+        self.metrics = WorkerMetrics()
+        self._probes: web.AppRunner | None = None
+        self._engine: AsyncEngine | None = None
 
     @property
     def consumer(self) -> PaymentConsumer:
@@ -66,6 +73,7 @@ class Worker:
     async def run(self) -> None:
         settings = self.settings
         engine = make_engine(settings.database_url)
+        self._engine = engine
         await create_schema(engine)
         gateway = HttpGateway(
             settings.gateway_url, settings.gateway_timeout, max_connections=settings.prefetch
@@ -82,7 +90,7 @@ class Worker:
                 connection, self.names, settings.retry_delays, settings.delivery_limit
             )
             await publisher.open()
-            charger: Gateway = gateway
+            charger: Gateway = MeteredGateway(gateway, self.metrics)
             if settings.chaos_kill_after_charge > 0:
                 charger = DieAfterCharge(gateway, settings.chaos_kill_after_charge)
             deps = Deps(
@@ -104,6 +112,11 @@ class Worker:
             self._channel = channel
             self._queue = await channel.get_queue(self.names.requests, ensure=True)
             await self._start_consuming(settings.prefetch)
+            self.metrics.in_flight.set_function(lambda: len(self.consumer.in_flight))
+            if settings.metrics_bind != "off":
+                self._probes = await serve_probes(
+                    probe_app(self.metrics.render, self._readiness), settings.metrics_bind
+                )
             self.ready.set()
             log.info(
                 "worker consuming",
@@ -112,6 +125,8 @@ class Worker:
             await self._supervise()
         finally:
             await self._shutdown()
+            if self._probes is not None:
+                await self._probes.cleanup()
             await publisher.close()
             await connection.close()
             await gateway.aclose()
@@ -123,21 +138,46 @@ class Worker:
         await self._channel.set_qos(prefetch_count=prefetch)
         self._consumer_tag = await self._queue.consume(self.consumer.handle, no_ack=False)
         self._prefetch = prefetch
+        self.metrics.consumer_attached.set(1)
 
     async def _stop_consuming(self) -> None:
         self._prefetch = 0
+        self.metrics.consumer_attached.set(0)
         if self._queue is not None and self._consumer_tag is not None:
             tag, self._consumer_tag = self._consumer_tag, None
             with contextlib.suppress(Exception):
                 await self._queue.cancel(tag)
 
+    @property
+    def probe_port(self) -> int | None:
+        """The port /metrics and the probes listen on (useful with a ``:0`` bind)."""
+        if self._probes is None or not self._probes.addresses:
+            return None
+        return int(self._probes.addresses[0][1])
+
+    async def _readiness(self) -> dict[str, bool]:
+        database = False
+        if self._engine is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2), self._engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+                    database = True
+        connection = self._connection
+        return {
+            "broker": connection is not None and not connection.is_closed,
+            "database": database,
+            "consumer": self._consumer_tag is not None,
+        }
+
     def _on_outcome(self, handled: Handled, _seconds: float) -> None:
+        self.metrics.observe(handled)
         if handled.transient is None:
             return
         before = self.circuit.state
         after = self.circuit.record(handled.transient, asyncio.get_running_loop().time())
         if before != after:
             log.warning("circuit %s -> %s", before.value, after.value)
+            self.metrics.set_circuit(after)
             self._circuit_changed.set()
 
     async def _supervise(self) -> None:
@@ -170,6 +210,7 @@ class Worker:
             if self.circuit.probe_due(now):
                 log.info("circuit half-open: letting one message through")
                 self.circuit.half_open()
+                self.metrics.set_circuit(self.circuit.state)
                 await self._start_consuming(1)
         elif state is CircuitState.CLOSED and self._prefetch != self.settings.prefetch:
             log.info("circuit closed: resuming at full prefetch")

@@ -112,6 +112,7 @@ def settings_factory(amqp_url: str, database_url: str, namespace: str) -> Callab
             "max_attempts": 4,
             "gateway_timeout": 2.0,
             "prefetch": 50,
+            "metrics_bind": "127.0.0.1:0",
         }
         values.update(overrides)
         return Settings(**values)

@@ -21,6 +21,7 @@ def worker_env(settings, gateway_url: str) -> dict[str, str]:
         "PAYPROC_RETRY_DELAYS": ",".join(str(d) for d in settings.retry_delays),
         "PAYPROC_MAX_ATTEMPTS": str(settings.max_attempts),
         "PAYPROC_PREFETCH": "20",
+        "PAYPROC_METRICS_BIND": "127.0.0.1:0",
     }
 
 

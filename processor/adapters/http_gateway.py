@@ -11,6 +11,7 @@ short, bounded in-process retry before the queue-level ladder takes over.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -52,6 +53,14 @@ def default_transport(max_connections: int) -> httpx.AsyncBaseTransport:
 
 
 class HttpGateway:
+    """Sends charges straight to an httpx transport.
+
+    ``httpx.AsyncClient`` adds cookie, auth, redirect and URL-merging work to every request;
+    this adapter needs none of it, and at 100+ requests in flight that overhead was a tenth of
+    the worker's CPU. Requests are still ``httpx.Request`` objects handled by an
+    ``httpx.AsyncBaseTransport``, so respx and ``httpx.MockTransport`` work unchanged.
+    """
+
     def __init__(
         self,
         base_url: str,
@@ -61,35 +70,54 @@ class HttpGateway:
         max_connections: int = 100,
         connect_retries: int = CONNECT_RETRIES,
     ) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=httpx.Timeout(timeout),
-            transport=transport or default_transport(max_connections),
-            trust_env=False,
-        )
+        self._transport = transport or default_transport(max_connections)
+        self._url = httpx.URL(base_url.rstrip("/") + "/v1/charges")
+        self._timeout = timeout
+        self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
         self._connect_retries = connect_retries
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
+
+    async def _post(self, body: bytes, key: str) -> httpx.Response:
+        request = httpx.Request(
+            "POST",
+            self._url,
+            content=body,
+            headers={"Idempotency-Key": key, "Content-Type": "application/json"},
+            extensions=self._extensions,
+        )
+        # A guard over the whole exchange: the transport's timeouts are per socket read.
+        async with asyncio.timeout(self._timeout * 2 + 1):
+            response = await self._transport.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        return response
+
+    async def _post_with_connect_retries(self, body: bytes, key: str) -> httpx.Response:
+        try:  # the fast path: no retry machinery while the gateway is reachable
+            return await self._post(body, key)
+        except (httpx.HTTPError, aiohttp.ClientError) as exc:
+            if not _connect_failed(exc) or self._connect_retries < 1:
+                raise
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_connect_failed),
+            stop=stop_after_attempt(self._connect_retries),
+            wait=wait_exponential(multiplier=0.05, max=0.5),
+            reraise=True,
+        ):
+            with attempt:
+                return await self._post(body, key)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def charge(self, request: PaymentRequest) -> GatewayAnswer:
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(_connect_failed),
-                stop=stop_after_attempt(self._connect_retries + 1),
-                wait=wait_exponential(multiplier=0.05, max=0.5),
-                reraise=True,
-            ):
-                with attempt:
-                    response = await self._client.post(
-                        "/v1/charges",
-                        content=orjson.dumps(request.gateway_body()),
-                        headers={
-                            "Idempotency-Key": request.key,
-                            "Content-Type": "application/json",
-                        },
-                    )
-        except (httpx.HTTPError, aiohttp.ClientError) as exc:
+            response = await self._post_with_connect_retries(
+                orjson.dumps(request.gateway_body()), request.key
+            )
+        except (httpx.HTTPError, aiohttp.ClientError, TimeoutError) as exc:
             # aiohttp errors the transport does not map (a malformed answer) arrive raw.
             if _timed_out(exc):
                 return Transient(

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from processor.adapters.sql_store import SqlPaymentStore
 from processor.config import Settings
-from processor.db import create_schema, make_engine
+from processor.db import make_engine
 from processor.grpc_api.cli import DEFAULT_BIND
 from processor.grpc_api.codegen import load
 from processor.grpc_api.convert import payload_from_proto, payment_to_proto, result_to_proto
@@ -182,15 +182,15 @@ async def start_service(
 ) -> RunningService:
     """Connect, (optionally) declare the topology, and serve ``Payments`` on ``bind``.
 
-    Port 0 picks a free port (``RunningService.port``). Declaring the topology (and creating
-    the tables, as the worker and the admin API do) lets charges queue up and GetPayment
-    answer even before the first worker starts.
+    Port 0 picks a free port (``RunningService.port``). Declaring the topology lets charges
+    queue up before the first worker starts. The tables are left to the worker: concurrent
+    ``create_all`` calls of two starting processes collide on SQLite ("table already
+    exists"), and until a worker has run, ``GetPayment`` answers UNAVAILABLE.
     """
     generated = load()
     client = await RpcClient.connect(settings.amqp_url, settings.namespace)
     engine = make_engine(settings.database_url)
     try:
-        await create_schema(engine)
         if declare:
             await declare_topology(
                 client.connection,

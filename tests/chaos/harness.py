@@ -225,6 +225,7 @@ class ChaosRun:
             "PAYPROC_MAX_ATTEMPTS": str(self.max_attempts),
             "PAYPROC_PREFETCH": str(self.prefetch),
             "PAYPROC_LOG_FORMAT": "json",
+            "PAYPROC_METRICS_BIND": "127.0.0.1:0",
             "PAYPROC_LOG_LEVEL": "INFO",
             **self.extra_env,
         }

@@ -167,8 +167,9 @@ async def test_short_deadline_is_exceeded_and_the_payment_still_completes(
     assert gateway.state.charge_count(request.payment_id) == 1
 
 
-async def test_get_payment_of_an_unknown_payment_is_not_found(stub, pb):
+async def test_get_payment_of_an_unknown_payment_is_not_found(start_worker, gateway, stub, pb):
     """GetPayment answers NOT_FOUND for a payment id payproc never saw."""
+    await start_worker(gateway_url=gateway.url)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.GetPayment(pb.pb2.GetPaymentRequest(payment_id=str(uuid.uuid4())), timeout=5)
 

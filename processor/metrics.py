@@ -1,0 +1,129 @@
+"""Prometheus metrics of the worker, and the small HTTP server for /metrics and probes.
+
+Names follow Prometheus conventions: ``_total`` counters, base units (seconds), one
+``payproc_`` prefix. The alert rules in ``deploy/prometheus/`` refer to these names.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from processor.circuit import CircuitState
+from processor.ports import Gateway
+from processor.use_cases import Handled
+from retry.policy import Charged, Declined, GatewayAnswer, Rejected, Transient
+from schemas.payment import PaymentRequest
+
+CIRCUIT_VALUES = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.payments = Counter(
+            "payproc_payments", "Payment messages handled, by outcome", ["outcome"], registry=r
+        )
+        self.gateway_latency = Histogram(
+            "payproc_gateway_request_duration_seconds",
+            "Duration of POST /v1/charges",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.gateway_responses = Counter(
+            "payproc_gateway_responses",
+            "Gateway answers by HTTP status (or timeout / connection_error)",
+            ["code"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "payproc_retries", "Payments sent to a retry queue, by delay", ["delay"], registry=r
+        )
+        self.in_flight = Gauge("payproc_in_flight", "Messages being processed", registry=r)
+        self.circuit = Gauge(
+            "payproc_circuit_state", "Gateway circuit: 0 closed, 1 half-open, 2 open", registry=r
+        )
+        self.consumer_attached = Gauge(
+            "payproc_consumer_attached", "1 while the worker consumes its queue", registry=r
+        )
+
+    def observe(self, handled: Handled) -> None:
+        outcome = handled.outcome
+        if outcome.startswith("retry:"):
+            self.retries.labels(delay=outcome.removeprefix("retry:")).inc()
+            outcome = "retry"
+        self.payments.labels(outcome=outcome.replace(":", "_")).inc()
+
+    def set_circuit(self, state: CircuitState) -> None:
+        self.circuit.set(CIRCUIT_VALUES[state])
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _code(answer: GatewayAnswer) -> str:
+    match answer:
+        case Charged():
+            return "200"
+        case Declined():
+            return "402"
+        case Rejected(http_status=status):
+            return str(status)
+        case Transient(http_status=status, kind=kind):
+            return str(status) if status is not None else kind.value
+    return "unknown"  # pragma: no cover
+
+
+class MeteredGateway:
+    """Gateway decorator recording latency and answer codes."""
+
+    def __init__(self, inner: Gateway, metrics: WorkerMetrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    async def charge(self, request: PaymentRequest) -> GatewayAnswer:
+        started = time.perf_counter()
+        answer = await self._inner.charge(request)
+        self._metrics.gateway_latency.observe(time.perf_counter() - started)
+        self._metrics.gateway_responses.labels(code=_code(answer)).inc()
+        return answer
+
+
+ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+
+def probe_app(render: Callable[[], bytes], ready: ReadyCheck) -> web.Application:
+    """``/healthz`` (the process answers), ``/readyz`` (its dependencies do), ``/metrics``."""
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        checks = await ready()
+        ok = all(checks.values())
+        return web.json_response(
+            {"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503
+        )
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def serve_probes(app: web.Application, bind: str) -> web.AppRunner:
+    host, _, port = bind.rpartition(":")
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host or "127.0.0.1", int(port))
+    await site.start()
+    return runner
