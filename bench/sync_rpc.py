@@ -50,8 +50,8 @@ class _Process:
                 stderr=subprocess.STDOUT,
             )
 
-    async def wait_for_line(self, pattern: re.Pattern[str], timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
+    async def wait_for_line(self, pattern: re.Pattern[str], within: float = 60) -> str:
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             match = pattern.search(self.log.read_text(errors="replace"))
             if match:

@@ -24,8 +24,10 @@ class DieAfterCharge:
         self._rate = rate
         self._rng = rng or random.Random()
 
-    async def charge(self, request: PaymentRequest) -> GatewayAnswer:
-        answer = await self._inner.charge(request)
+    async def charge(
+        self, request: PaymentRequest, traceparent: str | None = None
+    ) -> GatewayAnswer:
+        answer = await self._inner.charge(request, traceparent)
         if self._rng.random() < self._rate:
             log.warning(
                 "chaos: dying after the gateway answered", extra={"payment_id": request.key}

@@ -21,17 +21,23 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from processor.decode import Invalid, decode_request
 from processor.envelope import Envelope
 from processor.ports import PublishFailed, StoreUnavailable
+from processor.tracing import is_valid, new_traceparent
 from processor.use_cases import Deps, Handled, park_invalid, park_poison, process_payment
 from retry.amqp_publisher import ORIGIN
+from schemas.headers import TRACEPARENT
 from schemas.payment import PaymentRequest
 
 log = logging.getLogger("payproc.worker")
 
 
 def envelope_from(message: AbstractIncomingMessage) -> Envelope:
+    headers = dict(message.headers or {})
+    if not is_valid(headers.get(TRACEPARENT)):
+        # Start the trace here: retry copies, DLQ entries and replays carry it from now on.
+        headers[TRACEPARENT] = new_traceparent()
     return Envelope(
         body=message.body,
-        headers=dict(message.headers or {}),
+        headers=headers,
         content_type=message.content_type,
         reply_to=message.reply_to,
         correlation_id=message.correlation_id,

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from processor.tracing import is_valid
 from schemas import headers as h
 
 
@@ -35,6 +36,13 @@ class Envelope:
     def delivery_count(self) -> int:
         """How often the broker already delivered this message (quorum queues count returns)."""
         return _int_header(self.headers.get(h.BROKER_DELIVERY_COUNT))
+
+    @property
+    def traceparent(self) -> str | None:
+        value = self.headers.get(h.TRACEPARENT)
+        if isinstance(value, bytes):
+            value = value.decode("ascii", "replace")
+        return value if is_valid(value) else None
 
     @property
     def replay_of(self) -> str | None:

@@ -86,9 +86,11 @@ class MeteredGateway:
         self._inner = inner
         self._metrics = metrics
 
-    async def charge(self, request: PaymentRequest) -> GatewayAnswer:
+    async def charge(
+        self, request: PaymentRequest, traceparent: str | None = None
+    ) -> GatewayAnswer:
         started = time.perf_counter()
-        answer = await self._inner.charge(request)
+        answer = await self._inner.charge(request, traceparent)
         self._metrics.gateway_latency.observe(time.perf_counter() - started)
         self._metrics.gateway_responses.labels(code=_code(answer)).inc()
         return answer

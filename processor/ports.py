@@ -25,8 +25,12 @@ class PublishFailed(Exception):
 
 
 class Gateway(Protocol):
-    async def charge(self, request: PaymentRequest) -> GatewayAnswer:
-        """Charge ``request`` with its payment_id as Idempotency-Key; never raises for HTTP."""
+    async def charge(
+        self, request: PaymentRequest, traceparent: str | None = None
+    ) -> GatewayAnswer:
+        """Charge ``request`` with its payment_id as Idempotency-Key; never raises for HTTP.
+
+        ``traceparent`` (W3C) is forwarded to the gateway so the call joins the trace."""
         ...
 
 
@@ -161,7 +165,12 @@ class Publisher(Protocol):
         """Publish a copy to the DLQ (confirmed, mandatory)."""
         ...
 
-    async def publish_event(self, event: PaymentResult | RetryScheduled, routing_key: str) -> None:
+    async def publish_event(
+        self,
+        event: PaymentResult | RetryScheduled,
+        routing_key: str,
+        traceparent: str | None = None,
+    ) -> None:
         """Publish an outcome event; nobody has to be listening."""
         ...
 

@@ -35,6 +35,7 @@ from processor.ports import (
     park_id_for,
     park_id_for_body,
 )
+from processor.tracing import child_of
 from retry.policy import (
     Charged,
     Decline,
@@ -116,7 +117,8 @@ async def process_payment(
 
     attempt = envelope.attempt + 1
     started_at = deps.clock.now()
-    answer = await deps.gateway.charge(request)
+    traceparent = envelope.traceparent
+    answer = await deps.gateway.charge(request, child_of(traceparent) if traceparent else None)
     finished_at = deps.clock.now()
     decision = deps.policy.decide(answer, attempt, gateway_down=deps.gateway_down())
     record = AttemptRecord(
@@ -163,6 +165,7 @@ async def process_payment(
                     processed_at=finished_at,
                 ),
                 "payment.retry_scheduled",
+                envelope.traceparent,
             )
             del next_attempt
             return Handled(f"retry:{delay:g}s", gateway_called=True, transient=True)
@@ -260,7 +263,9 @@ def _repark_notice(snapshot: PaymentSnapshot, request: PaymentRequest) -> ParkNo
 
 
 async def _announce(deps: Deps, envelope: Envelope, result: PaymentResult) -> None:
-    await deps.publisher.publish_event(result, f"payment.{result.status.value}")
+    await deps.publisher.publish_event(
+        result, f"payment.{result.status.value}", envelope.traceparent
+    )
     await deps.publisher.reply(envelope, result)
 
 

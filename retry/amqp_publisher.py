@@ -166,9 +166,15 @@ class AmqpPublisher:
         message = self._copy(envelope, headers, parked_body(envelope, notice.reason))
         await self._send(self._dlx, message, DEAD_ROUTING_KEY, mandatory=True)
 
-    async def publish_event(self, event: PaymentResult | RetryScheduled, routing_key: str) -> None:
+    async def publish_event(
+        self,
+        event: PaymentResult | RetryScheduled,
+        routing_key: str,
+        traceparent: str | None = None,
+    ) -> None:
         message = aio_pika.Message(
             orjson.dumps(event.model_dump(mode="json")),
+            headers={h.TRACEPARENT: traceparent} if traceparent else None,
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=f"{event.payment_id}:{routing_key}:{event.attempts}",
@@ -178,8 +184,10 @@ class AmqpPublisher:
     async def reply(self, envelope: Envelope, result: PaymentResult) -> None:
         if not envelope.reply_to:
             return
+        traceparent = envelope.traceparent
         message = aio_pika.Message(
             orjson.dumps(result.model_dump(mode="json")),
+            headers={h.TRACEPARENT: traceparent} if traceparent else None,
             content_type="application/json",
             correlation_id=envelope.correlation_id,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,

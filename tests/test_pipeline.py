@@ -231,7 +231,7 @@ async def test_repeated_crashes_park_the_message_as_poison(
     class ExplodingGateway:
         calls = 0
 
-        async def charge(self, request: Any) -> Any:
+        async def charge(self, request: Any, traceparent: str | None = None) -> Any:
             ExplodingGateway.calls += 1
             raise RuntimeError("bug in a plug-in")
 
@@ -332,3 +332,48 @@ def test_unique_ids_in_this_module() -> None:
     """The helper builds a fresh payment_id for every payment."""
     assert payment()["payment_id"] != payment()["payment_id"]
     uuid.UUID(payment()["payment_id"])
+
+
+async def test_traceparent_follows_the_payment_to_gateway_retry_dlq_and_events(
+    start_worker, connection, topology, events, gateway, dlq, monkeypatch
+):
+    """One trace id travels from the request through every gateway call, retry and park."""
+    from processor.adapters import http_gateway
+
+    seen: list[str | None] = []
+    real_post = http_gateway.HttpGateway._post
+
+    async def spy(self, body, headers):  # records the headers the gateway receives
+        seen.append(headers.get("traceparent"))
+        return await real_post(self, body, headers)
+
+    monkeypatch.setattr(http_gateway.HttpGateway, "_post", spy)
+    gateway.state.update_config({"failure_rate": 1.0})
+    await start_worker(gateway_url=gateway.url, max_attempts=2)
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    body = payment()
+    await publish(connection, topology, body, headers={"traceparent": trace})
+    parked = (await dlq.wait_count(1))[0]
+    await events.wait_for(has_event(body["payment_id"], "payment.dead_lettered"))
+    assert parked.headers["traceparent"] == trace
+    assert len(seen) == 2
+    trace_id = trace.split("-")[1]
+    assert all(t is not None and t.split("-")[1] == trace_id for t in seen)
+    assert all(t != trace for t in seen), "each gateway call is a child span"
+    dead = next(m for m in events.messages if m.routing_key == "payment.dead_lettered")
+    assert dead.headers["traceparent"] == trace
+
+
+async def test_duplicate_of_a_parked_payment_reparks_under_the_same_park_id(
+    start_worker, connection, topology, gateway, dlq
+):
+    """A payment whose DLQ copy may have been lost is parked again with the same park id."""
+    await start_worker(gateway_url=gateway.url)
+    body = payment(amount=8422)
+    await publish(connection, topology, body)
+    first = (await dlq.wait_count(1))[0]
+    await publish(connection, topology, body)
+    second = (await dlq.wait_count(2))[1]
+    assert first.headers[h.PARK_ID] == second.headers[h.PARK_ID]
+    assert second.headers[h.REASON] == "gateway_rejected"
+    assert gateway.state.requests == 1

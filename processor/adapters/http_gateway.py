@@ -79,13 +79,9 @@ class HttpGateway:
     async def aclose(self) -> None:
         await self._transport.aclose()
 
-    async def _post(self, body: bytes, key: str) -> httpx.Response:
+    async def _post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
         request = httpx.Request(
-            "POST",
-            self._url,
-            content=body,
-            headers={"Idempotency-Key": key, "Content-Type": "application/json"},
-            extensions=self._extensions,
+            "POST", self._url, content=body, headers=headers, extensions=self._extensions
         )
         # A guard over the whole exchange: the transport's timeouts are per socket read.
         async with asyncio.timeout(self._timeout * 2 + 1):
@@ -96,9 +92,11 @@ class HttpGateway:
                 await response.aclose()
         return response
 
-    async def _post_with_connect_retries(self, body: bytes, key: str) -> httpx.Response:
+    async def _post_with_connect_retries(
+        self, body: bytes, headers: dict[str, str]
+    ) -> httpx.Response:
         try:  # the fast path: no retry machinery while the gateway is reachable
-            return await self._post(body, key)
+            return await self._post(body, headers)
         except (httpx.HTTPError, aiohttp.ClientError) as exc:
             if not _connect_failed(exc) or self._connect_retries < 1:
                 raise
@@ -109,13 +107,18 @@ class HttpGateway:
             reraise=True,
         ):
             with attempt:
-                return await self._post(body, key)
+                return await self._post(body, headers)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def charge(self, request: PaymentRequest) -> GatewayAnswer:
+    async def charge(
+        self, request: PaymentRequest, traceparent: str | None = None
+    ) -> GatewayAnswer:
+        headers = {"Idempotency-Key": request.key, "Content-Type": "application/json"}
+        if traceparent:
+            headers["traceparent"] = traceparent
         try:
             response = await self._post_with_connect_retries(
-                orjson.dumps(request.gateway_body()), request.key
+                orjson.dumps(request.gateway_body()), headers
             )
         except (httpx.HTTPError, aiohttp.ClientError, TimeoutError) as exc:
             # aiohttp errors the transport does not map (a malformed answer) arrive raw.

@@ -72,9 +72,13 @@ class FakeGateway:
         self.calls: list[PaymentRequest] = []
         self.journal = journal or Journal()
         self.during_charge = during_charge
+        self.traceparents: list[str | None] = []
 
-    async def charge(self, request: PaymentRequest) -> GatewayAnswer:
+    async def charge(
+        self, request: PaymentRequest, traceparent: str | None = None
+    ) -> GatewayAnswer:
         self.journal.add("gateway.charge")
+        self.traceparents.append(traceparent)
         self.calls.append(request)
         if self.during_charge is not None:
             self.during_charge(request)
@@ -265,7 +269,12 @@ class FakePublisher:
         self.journal.add("publish.park")
         self.parks.append((envelope, notice))
 
-    async def publish_event(self, event: PaymentResult | RetryScheduled, routing_key: str) -> None:
+    async def publish_event(
+        self,
+        event: PaymentResult | RetryScheduled,
+        routing_key: str,
+        traceparent: str | None = None,
+    ) -> None:
         self.journal.add(f"publish.event:{routing_key}")
         self.events.append((routing_key, event))
 
