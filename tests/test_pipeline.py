@@ -42,7 +42,7 @@ async def test_success_is_stored_announced_and_replied(
     body = payment()
     await publish(connection, topology, body, reply_to=reply_queue.name, correlation_id="corr-1")
 
-    reply = await asyncio.wait_for(replies.get(), 20)
+    reply = await asyncio.wait_for(replies.get(), 60)
     result = orjson.loads(reply.body)
     assert reply.correlation_id == "corr-1"
     assert result["status"] == "succeeded"
@@ -257,9 +257,9 @@ async def test_duplicate_of_final_payment_resends_result_without_charging(
     await reply_queue.consume(replies.put, no_ack=True)
     body = payment()
     await publish(connection, topology, body, reply_to=reply_queue.name, correlation_id="a")
-    first = orjson.loads((await asyncio.wait_for(replies.get(), 20)).body)
+    first = orjson.loads((await asyncio.wait_for(replies.get(), 60)).body)
     await publish(connection, topology, body, reply_to=reply_queue.name, correlation_id="b")
-    second_message = await asyncio.wait_for(replies.get(), 20)
+    second_message = await asyncio.wait_for(replies.get(), 60)
     second = orjson.loads(second_message.body)
     assert second_message.correlation_id == "b"
     assert second["gateway_charge_id"] == first["gateway_charge_id"]
@@ -320,7 +320,7 @@ async def test_outcomes_do_not_need_an_event_subscriber(
 
     worker.consumer._on_outcome = check
     if sum(worker.consumer.stats.outcomes.values()) < 20:
-        await asyncio.wait_for(done.wait(), 20)
+        await asyncio.wait_for(done.wait(), 60)
     assert worker.consumer.stats.outcomes.get("succeeded") == 20
     for body in bodies:
         row = await stored(database_url, body["payment_id"])

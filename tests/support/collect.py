@@ -58,7 +58,7 @@ class Collector:
                 out.append({"routing_key": m.routing_key, **data})
         return out
 
-    async def wait_for(self, predicate: Any, timeout: float = 20.0) -> list[Received]:
+    async def wait_for(self, predicate: Any, timeout: float = 60.0) -> list[Received]:
         """Wait until ``predicate(messages)`` is true; returns the messages."""
 
         async def _wait() -> None:
@@ -68,7 +68,7 @@ class Collector:
         await asyncio.wait_for(_wait(), timeout)
         return self.messages
 
-    async def wait_count(self, count: int, timeout: float = 20.0) -> list[Received]:
+    async def wait_count(self, count: int, timeout: float = 60.0) -> list[Received]:
         return await self.wait_for(lambda ms: len(ms) >= count, timeout)
 
 
