@@ -69,6 +69,10 @@ def decode_id_cursor(cursor: str) -> int:
         raise _bad_cursor() from None
 
 
+_EPSILON = 1e-9
+_MIN_SLEEP = 1e-4
+
+
 class TokenBucket:
     """``rate`` tokens per second, at most ``burst`` saved up; ``acquire`` waits for one.
 
@@ -102,7 +106,7 @@ class TokenBucket:
     async def acquire(self) -> None:
         async with self._lock:
             self._refill()
-            while self._tokens < 1:
-                await self._sleep((1 - self._tokens) / self.rate)
+            while self._tokens < 1 - _EPSILON:  # float refills land just under 1.0
+                await self._sleep(max((1 - self._tokens) / self.rate, _MIN_SLEEP))
                 self._refill()
-            self._tokens -= 1
+            self._tokens = max(self._tokens - 1, 0.0)

@@ -2,7 +2,8 @@
 consumer and HTTP server, and run them in one process.
 
 Start-up refuses (one line naming ``PAYPROC_ADMIN_TOKEN``) when no token is configured, before
-touching the database or the broker. Token values are registered as log secrets.
+touching the database or the broker, and (like the worker) when a PostgreSQL schema is behind
+the code. Token values are registered as log secrets.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from dlq_admin.service import DlqAdmin
 from dlq_admin.store import SqlDlqStore
 from dlq_admin.web import create_app
 from processor.config import ConfigError, Settings
-from processor.db import create_schema, make_engine
+from processor.db import is_sqlite, make_engine
 from processor.logs import register_secret
+from processor.migrate import ensure_current
 from retry.names import Names
 
 log = logging.getLogger("payproc.admin")
@@ -84,7 +86,9 @@ class AdminRuntime:
         try:
             engine = make_engine(settings.database_url)
             stack.push_async_callback(engine.dispose)
-            await create_schema(engine)
+            # Same rule as the worker: SQLite is migrated at start, PostgreSQL must already be
+            # current (`payproc db upgrade`), else start-up stops with what to run.
+            await ensure_current(engine, auto_upgrade=is_sqlite(settings.database_url))
             self.engine = engine
             connection = await aio_pika.connect_robust(
                 settings.amqp_url,

@@ -13,6 +13,7 @@ from typing import Any
 
 from processor.config import ConfigError, Settings, load_settings
 from processor.logs import register_secret, setup_logging
+from processor.migrate import SchemaBehind
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -156,6 +157,34 @@ def cmd_fake_gateway(ns: argparse.Namespace) -> int:
     return fake_gateway.run(ns)
 
 
+def cmd_db(ns: argparse.Namespace) -> int:
+    from processor.db import make_engine
+    from processor.migrate import current_revision, describe, head_revision, upgrade
+
+    settings = _settings(ns)
+
+    async def main() -> int:
+        engine = make_engine(settings.database_url)
+        try:
+            if ns.action == "upgrade":
+                before = await current_revision(engine)
+                await upgrade(engine)
+                after = await current_revision(engine)
+                print(f"{describe(engine)}: {before or 'empty'} -> {after}")
+            else:
+                current = await current_revision(engine)
+                state = "up to date" if current == head_revision() else "behind"
+                print(
+                    f"{describe(engine)}: at {current or 'empty'}, head {head_revision()} ({state})"
+                )
+                return 0 if current == head_revision() else 1
+        finally:
+            await engine.dispose()
+        return 0
+
+    return _run(main())
+
+
 def cmd_demo(ns: argparse.Namespace) -> int:
     from processor.demo import run_demo
 
@@ -203,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     fake_gateway.add_arguments(gateway)
     gateway.set_defaults(func=cmd_fake_gateway)
 
+    db = sub.add_parser("db", help="database schema: upgrade (migrate) or show current")
+    db.add_argument("action", choices=["upgrade", "current"])
+    db.add_argument("--database-url", dest="database_url")
+    db.set_defaults(func=cmd_db)
+
     demo = sub.add_parser("demo", help="run everything end to end and print a summary")
     demo.add_argument("--count", type=int, default=300)
     demo.add_argument("--keep", action="store_true", help="keep the demo namespace afterwards")
@@ -227,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         func: Command = ns.func
         return func(ns)
-    except ConfigError as exc:
+    except (ConfigError, SchemaBehind) as exc:
         print(exc, file=sys.stderr)
         return 2
     except KeyboardInterrupt:

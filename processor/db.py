@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlmodel import SQLModel
 
 import schemas.dlq_tables
 import schemas.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
@@ -62,6 +61,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 async def create_schema(engine: AsyncEngine) -> None:
-    """Create missing tables (idempotent)."""
-    async with engine.begin() as conn:
-        await conn.run_sync(SQLModel.metadata.create_all)
+    """Bring the schema to the newest migration (idempotent; creates an empty database)."""
+    from processor.migrate import upgrade
+
+    await upgrade(engine)

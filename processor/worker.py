@@ -27,8 +27,9 @@ from processor.circuit import CircuitBreaker, CircuitState
 from processor.clock import SystemClock
 from processor.config import Settings
 from processor.consumer import PaymentConsumer
-from processor.db import create_schema, make_engine
+from processor.db import is_sqlite, make_engine
 from processor.metrics import MeteredGateway, WorkerMetrics, probe_app, serve_probes
+from processor.migrate import ensure_current
 from processor.ports import Gateway
 from processor.use_cases import Deps, Handled
 from retry.amqp_publisher import AmqpPublisher
@@ -74,7 +75,11 @@ class Worker:
         settings = self.settings
         engine = make_engine(settings.database_url)
         self._engine = engine
-        await create_schema(engine)
+        try:
+            await ensure_current(engine, auto_upgrade=is_sqlite(settings.database_url))
+        except BaseException:
+            await engine.dispose()
+            raise
         gateway = HttpGateway(
             settings.gateway_url, settings.gateway_timeout, max_connections=settings.prefetch
         )

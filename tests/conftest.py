@@ -56,8 +56,10 @@ def postgres_url() -> Iterator[str]:
 
     name = f"payproc_test_{RUN_ID}"
     admin.create_database(PG_ADMIN_URL, name)
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    admin.upgrade_schema(url)
     try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        yield url
     finally:
         admin.drop_database(PG_ADMIN_URL, name)
 

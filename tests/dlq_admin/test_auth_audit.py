@@ -152,8 +152,10 @@ async def test_the_audit_log_records_every_mutating_and_every_refused_call(
     await c.get("/dlq/stats", headers={"Authorization": "Bearer nope"})  # 401 on a read
 
     page = (await c.get("/audit", params={"limit": 50}, headers=VIEWER)).json()
-    rows = [(a["actor"], a["action"], a["target"], a["outcome"], a["status_code"])
-            for a in page["items"]]
+    rows = [
+        (a["actor"], a["action"], a["target"], a["outcome"], a["status_code"])
+        for a in page["items"]
+    ]
     assert rows == [
         (None, "dlq.stats", None, "unauthenticated", 401),
         ("alice", "dlq.bulk_replay", "reason:poison", "dry_run", 200),
@@ -172,8 +174,11 @@ async def test_the_audit_log_records_every_mutating_and_every_refused_call(
     alice = (await c.get("/audit", params={"actor": "alice", "limit": 2}, headers=VIEWER)).json()
     assert [a["outcome"] for a in alice["items"]] == ["dry_run", "ok"]
     older = (
-        await c.get("/audit", params={"actor": "alice", "limit": 2, "cursor": alice["next_cursor"]},
-                    headers=VIEWER)
+        await c.get(
+            "/audit",
+            params={"actor": "alice", "limit": 2, "cursor": alice["next_cursor"]},
+            headers=VIEWER,
+        )
     ).json()
     assert [a["outcome"] for a in older["items"]] == ["invalid_request", "invalid_payload"]
 
@@ -238,9 +243,9 @@ async def test_openapi_documents_every_route_and_docs_are_served(admin: Admin) -
         assert op.get("summary")
         if path != "/healthz":
             assert op["security"] == [{"bearer": []}]
-            assert op["responses"]["401"]["content"]["application/json"]["schema"][
-                "$ref"
-            ].endswith("/ErrorResponse")
+            assert op["responses"]["401"]["content"]["application/json"]["schema"]["$ref"].endswith(
+                "/ErrorResponse"
+            )
     for path in ("/dlq/replay", "/dlq/discard"):
         body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
         assert body["schema"]["$ref"].endswith("/BulkSelection")

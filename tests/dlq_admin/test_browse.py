@@ -25,8 +25,9 @@ async def _park_series(admin: Admin, count: int, start: int = 0, **fields: Any) 
     ids = []
     for i in range(start, start + count):
         body = request_body()
-        await park(admin.connection, admin.names, body, parked_at=BASE + timedelta(seconds=i),
-                   **fields)
+        await park(
+            admin.connection, admin.names, body, parked_at=BASE + timedelta(seconds=i), **fields
+        )
         ids.append(body["payment_id"])
     return ids
 
@@ -35,8 +36,9 @@ async def _all_pages(admin: Admin, limit: int, **params: Any) -> list[dict[str, 
     items: list[dict[str, Any]] = []
     cursor = None
     while True:
-        page = await admin.get("/dlq/messages", limit=limit, **params,
-                               **({"cursor": cursor} if cursor else {}))
+        page = await admin.get(
+            "/dlq/messages", limit=limit, **params, **({"cursor": cursor} if cursor else {})
+        )
         items += page["items"]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -75,7 +77,12 @@ async def test_each_filter_narrows_the_list(admin: Admin) -> None:
     """reason, status, payment_id, merchant_id, since/until and group each select what they say."""
     rejected = await _park_series(admin, 3, merchant_id="m_a")
     exhausted = await _park_series(
-        admin, 2, start=10, reason="retries_exhausted", error_code="http_503", http_status=503,
+        admin,
+        2,
+        start=10,
+        reason="retries_exhausted",
+        error_code="http_503",
+        http_status=503,
         merchant_id="m_b",
     )
     await admin.wait_handled(5)
@@ -146,10 +153,18 @@ async def test_unknown_ids_are_404(admin: Admin) -> None:
 async def test_groups_count_parked_entries_by_failure_fingerprint(admin: Admin) -> None:
     """Groups gather parked entries by reason + error code/status + exception, with counts."""
     await _park_series(admin, 3, error_code="amount_invalid", http_status=422)
-    await _park_series(admin, 2, start=10, reason="retries_exhausted", error_code="http_503",
-                       http_status=503)
-    await _park_series(admin, 1, start=20, reason="poison", error_code="processing_crashed",
-                       http_status=None, exception="KeyError")
+    await _park_series(
+        admin, 2, start=10, reason="retries_exhausted", error_code="http_503", http_status=503
+    )
+    await _park_series(
+        admin,
+        1,
+        start=20,
+        reason="poison",
+        error_code="processing_crashed",
+        http_status=None,
+        exception="KeyError",
+    )
     await admin.wait_handled(6)
 
     groups = await admin.get("/dlq/groups")
@@ -213,8 +228,14 @@ async def test_listing_stays_fast_with_100k_entries(admin: Admin) -> None:
         ("/dlq/messages", {"limit": 100, "merchant_id": "m_42"}),
         ("/dlq/messages", {"limit": 100, "payment_id": str(uuid.UUID(int=10**9 + 77))}),
         ("/dlq/messages", {"limit": 100, "group": "poison|code_3|422|-"}),
-        ("/dlq/messages", {"limit": 100, "since": (now - timedelta(seconds=50_000)).isoformat(),
-                           "until": (now - timedelta(seconds=40_000)).isoformat()}),
+        (
+            "/dlq/messages",
+            {
+                "limit": 100,
+                "since": (now - timedelta(seconds=50_000)).isoformat(),
+                "until": (now - timedelta(seconds=40_000)).isoformat(),
+            },
+        ),
         ("/dlq/messages", {"limit": 100, "cursor": deep}),
         ("/dlq/messages", {"limit": 100, "status": "parked", "cursor": deep}),
         ("/dlq/groups", {}),

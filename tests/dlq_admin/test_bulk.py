@@ -41,8 +41,13 @@ async def _scene(admin: Admin) -> dict[str, Any]:
     """3 rejected, 2 exhausted, 1 rejected whose payment succeeded, 1 discarded."""
     rejected = [await park(admin.connection, admin.names) for _ in range(3)]
     exhausted = [
-        await park(admin.connection, admin.names, reason="retries_exhausted",
-                   error_code="http_503", http_status=503)
+        await park(
+            admin.connection,
+            admin.names,
+            reason="retries_exhausted",
+            error_code="http_503",
+            http_status=503,
+        )
         for _ in range(2)
     ]
     done = await park(admin.connection, admin.names)
@@ -191,8 +196,9 @@ async def test_fix_the_gateway_then_replay_the_group_and_every_payment_succeeds(
     pids = {b["payment_id"] for b in bodies}
 
     def all_succeeded(_messages: object) -> bool:
-        return all("payment.succeeded" in [e["routing_key"] for e in events.events_for(p)]
-                   for p in pids)
+        return all(
+            "payment.succeeded" in [e["routing_key"] for e in events.events_for(p)] for p in pids
+        )
 
     await events.wait_for(all_succeeded)
     assert all(gateway.state.charge_count(p) == 1 for p in pids)

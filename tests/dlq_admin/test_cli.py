@@ -40,8 +40,15 @@ class AdminProcess:
         if token is not None:
             env["PAYPROC_ADMIN_TOKEN"] = token
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "processor", "dlq", *args,
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "processor",
+            "dlq",
+            *args,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode is not None
@@ -59,7 +66,12 @@ async def admin_process(
 ) -> AsyncIterator[AdminProcess]:
     """`payproc admin --bind 127.0.0.1:0` in its own process, stopped with SIGTERM after."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "processor", "admin", "--bind", "127.0.0.1:0",
+        sys.executable,
+        "-m",
+        "processor",
+        "admin",
+        "--bind",
+        "127.0.0.1:0",
         cwd=ROOT,
         env=_env(
             PAYPROC_AMQP_URL=amqp_url,
@@ -110,7 +122,11 @@ def test_dlq_and_admin_help_work() -> None:
     ):
         result = subprocess.run(
             [sys.executable, "-m", "processor", *args],
-            cwd=ROOT, capture_output=True, text=True, timeout=60, env=_env(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_env(),
         )
         assert result.returncode == 0, result.stderr
         for word in expect:

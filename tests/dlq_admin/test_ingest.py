@@ -120,9 +120,7 @@ async def test_parked_messages_wait_in_the_queue_while_the_admin_is_down(
 
     await admin.runtime.start_ingest()
     await admin.wait_handled(3)
-    stats = await eventually(
-        lambda: admin.get("/dlq/stats"), lambda s: s["queue"]["waiting"] == 0
-    )
+    stats = await eventually(lambda: admin.get("/dlq/stats"), lambda s: s["queue"]["waiting"] == 0)
     assert stats["total"] == 3
     assert stats["parked"] == 3
     assert stats["by_reason"] == {"gateway_rejected": 3}

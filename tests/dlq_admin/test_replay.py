@@ -135,7 +135,10 @@ async def test_a_replay_has_a_fresh_attempt_budget_and_names_its_entry(
         body,
         attempts=4,
         reason="retries_exhausted",
-        extra={h.ATTEMPT: 4, h.TRACEPARENT: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+        extra={
+            h.ATTEMPT: 4,
+            h.TRACEPARENT: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        },
     )
     await admin.wait_handled(1)
     entry = await _only_entry(admin)
@@ -312,5 +315,10 @@ async def test_payments_route_reads_the_workers_table(admin: Admin) -> None:
     assert payment["status"] == "dead_lettered"
     assert payment["last_error"] == {"code": "amount_invalid", "message": "bad amount"}
     assert set(payment) >= {
-        "payment_id", "status", "attempts", "gateway_charge_id", "last_error", "updated_at"
+        "payment_id",
+        "status",
+        "attempts",
+        "gateway_charge_id",
+        "last_error",
+        "updated_at",
     }

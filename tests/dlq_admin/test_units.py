@@ -70,8 +70,14 @@ def test_named_tokens_parse_and_bad_specs_are_refused_without_echoing_tokens() -
         ("bob", Role.VIEWER, "t:2"),
         ("admin", Role.OPERATOR, "solo"),
     ]
-    for spec in ("alice:root:secret1", "al ice:viewer:secret1", "alice:viewer:",
-                 "a:viewer:x1,a:operator:x2", "a:viewer:same,b:viewer:same", "justatoken"):
+    for spec in (
+        "alice:root:secret1",
+        "al ice:viewer:secret1",
+        "alice:viewer:",
+        "a:viewer:x1,a:operator:x2",
+        "a:viewer:same,b:viewer:same",
+        "justatoken",
+    ):
         with pytest.raises(TokenConfigError) as caught:
             configured_tokens(None, spec)
         assert "secret1" not in str(caught.value)
@@ -125,23 +131,27 @@ def test_broker_dead_letters_are_poison_with_a_key_stable_across_redeliveries() 
     again = parse_parked(
         RawMessage(b"{}", {"x-death": [death], h.BROKER_DELIVERY_COUNT: 3}), "e2", NOW
     )
-    later = parse_parked(
-        RawMessage(b"{}", {"x-death": [{**death, "count": 2}]}), "e3", NOW
-    )
+    later = parse_parked(RawMessage(b"{}", {"x-death": [{**death, "count": 2}]}), "e3", NOW)
     assert first.reason is ParkReason.POISON
     assert first.error_code == "delivery_limit"
     assert first.dedup_key == again.dedup_key != later.dedup_key
     assert first.dead_lettered_at == NOW
-    rejected = parse_parked(RawMessage(b"x", {"x-death": [{**death, "reason": "rejected"}]}),
-                            "e4", NOW)
+    rejected = parse_parked(
+        RawMessage(b"x", {"x-death": [{**death, "reason": "rejected"}]}), "e4", NOW
+    )
     assert rejected.reason is ParkReason.POISON
 
 
 def test_edits_are_validated_like_the_worker_and_keep_the_payment_id() -> None:
     """validate_edit accepts a valid request and names the field of an invalid one."""
     pid = str(uuid.uuid4())
-    good = {"payment_id": pid, "amount": 5, "currency": "EUR", "merchant_id": "m",
-            "payment_method": "pm_x"}
+    good = {
+        "payment_id": pid,
+        "amount": 5,
+        "currency": "EUR",
+        "merchant_id": "m",
+        "payment_method": "pm_x",
+    }
     assert validate_edit(good, pid).amount == 5
     assert validate_edit(good, "not-a-uuid").key == pid
     with pytest.raises(InvalidInput) as caught:

@@ -48,3 +48,18 @@ def drop_database(admin_url: str, name: str) -> None:
             await conn.close()
 
     _run(main())
+
+
+def upgrade_schema(url: str) -> None:
+    """Run the migrations on a fresh database, as ``payproc db upgrade`` would."""
+    from processor.db import make_engine
+    from processor.migrate import upgrade
+
+    async def main() -> None:
+        engine = make_engine(url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    _run(main())
