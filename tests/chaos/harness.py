@@ -140,6 +140,7 @@ class ChaosRun:
         prefetch: int = 50,
         extra_env: dict[str, str] | None = None,
         seed: int = 1,
+        rabbitmq_node: str | None = None,
     ) -> None:
         self.amqp_url = amqp_url
         self.database_url = database_url
@@ -151,6 +152,7 @@ class ChaosRun:
         self.prefetch = prefetch
         self.extra_env = extra_env or {}
         self.rng = random.Random(seed)
+        self.rabbitmq_node = rabbitmq_node
         self.published = Published()
         self.faults: Counter[str] = Counter()
         self.gateway_port = free_port()
@@ -318,9 +320,11 @@ class ChaosRun:
 
     def queue_depths(self) -> dict[str, tuple[int, int]]:
         """``{queue: (ready, unacked)}`` for this namespace, from rabbitmqctl."""
+        node = ["-n", self.rabbitmq_node] if self.rabbitmq_node else []
         out = subprocess.run(
             [
                 "rabbitmqctl",
+                *node,
                 "-q",
                 "list_queues",
                 "name",

@@ -156,7 +156,7 @@ async def test_a_message_dead_lettered_by_the_broker_is_indexed_as_poison(
 
 
 async def test_a_broker_dead_lettered_copy_seen_twice_is_indexed_once(admin: Admin) -> None:
-    """Without a park id the key is a hash of the body and its x-death entry: stable on redelivery."""
+    """Without a park id the key hashes the body and its x-death entry: stable on redelivery."""
     body = request_body()
     death = [
         {

@@ -127,7 +127,7 @@ async def test_ten_concurrent_replays_of_one_entry_publish_it_once(
 async def test_a_replay_has_a_fresh_attempt_budget_and_names_its_entry(
     admin: Admin, connection: AbstractRobustConnection
 ) -> None:
-    """The replayed copy carries x-payproc-replay-of and traceparent, never the old attempt count."""
+    """The replayed copy carries x-payproc-replay-of and traceparent, never the old attempts."""
     body = request_body()
     await park(
         admin.connection,

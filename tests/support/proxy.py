@@ -11,9 +11,18 @@ import contextlib
 
 
 class TcpProxy:
-    def __init__(self, target_host: str = "127.0.0.1", target_port: int = 5672) -> None:
+    def __init__(
+        self,
+        target_host: str = "127.0.0.1",
+        target_port: int = 5672,
+        *,
+        fallbacks: list[tuple[str, int]] | None = None,
+    ) -> None:
+        """Forward to ``target``; when it refuses, try each fallback in turn (a load
+        balancer in front of a cluster)."""
         self.target_host = target_host
         self.target_port = target_port
+        self.targets = [(target_host, target_port), *(fallbacks or [])]
         self._server: asyncio.base_events.Server | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._flowing = asyncio.Event()
@@ -33,9 +42,13 @@ class TcpProxy:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        try:
-            server_r, server_w = await asyncio.open_connection(self.target_host, self.target_port)
-        except OSError:
+        for host, port in self.targets:
+            try:
+                server_r, server_w = await asyncio.open_connection(host, port)
+                break
+            except OSError:
+                continue
+        else:
             client_w.close()
             return
         pair = (client_w, server_w)

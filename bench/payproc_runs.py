@@ -1,0 +1,169 @@
+"""payproc workers draining a pre-filled queue: the figure a payment team compares.
+
+What one run does: a fresh namespace, a fresh database (SQLite file or PostgreSQL database)
+and a fresh fake-gateway process; ``count`` payments (``processor.producer``'s message, the
+one producers publish) are published confirmed and persistent to ``N``/``payment.request``;
+then ``workers`` real ``python -m processor worker`` processes start, and the run is timed
+from the first payment claimed to the last payment's row becoming final. The run passes
+only if every payment ended ``succeeded`` (or, with failures injected, final), the queue is
+empty, and the gateway's ledger shows exactly one charge per payment and no double charge.
+
+Why: "payments per second to drain a backlog" is the number that sizes a deployment; the
+zero-latency gateway makes it the cost of payproc's own per-payment work (decode, claim,
+charge call, outcome commit, event publish, ack); with 50 ms of gateway latency it shows how
+well in-flight concurrency (prefetch) hides a slow gateway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench.common import (
+    AMQP_URL,
+    PAYPROC_FINAL,
+    BenchError,
+    CpuWatch,
+    Database,
+    Proc,
+    RssSampler,
+    Run,
+    connect,
+    log,
+    python,
+    queue_depth,
+    short_id,
+    start_gateway,
+    wait_drained,
+)
+
+DEFAULT_DELAYS = "1,5,30,120,600"
+
+
+@dataclass(frozen=True)
+class PayprocConfig:
+    workers: int = 1
+    db: str = "sqlite"
+    count: int = 20_000
+    latency: float = 0.0
+    prefetch: int = 100
+    failure_rate: float = 0.0
+    retry_delays: str = DEFAULT_DELAYS
+    max_attempts: int = 6
+    seed: int = 1
+
+
+async def prefill(connection: Any, namespace: str, count: int, seed: int, config: Any) -> float:
+    """Declare the namespace's topology and publish ``count`` payments (confirmed); returns
+    the publish rate in messages/s."""
+    from processor.producer import generate_payments, payment_message, publish_bodies
+    from retry.names import Names
+    from retry.policy import parse_delays
+    from retry.topology import declare_topology
+
+    names = Names(namespace)
+    await declare_topology(connection, names, parse_delays(config.retry_delays), 10)
+    messages = (payment_message(p) for p in generate_payments(count, seed))
+    started = time.perf_counter()
+    sent = await publish_bodies(connection, names, messages)
+    seconds = time.perf_counter() - started
+    if sent != count:
+        raise BenchError(f"published {sent} of {count}")
+    return sent / seconds
+
+
+async def cleanup_namespace(connection: Any, namespace: str, delays: str) -> None:
+    from retry.names import Names
+    from retry.policy import parse_delays
+    from retry.topology import delete_topology
+
+    with contextlib.suppress(Exception):
+        await delete_topology(connection, Names(namespace), parse_delays(delays))
+
+
+Inspect = Callable[[Database, Run], Awaitable[None]]
+
+
+async def drain(config: PayprocConfig, inspect: Inspect | None = None) -> Run:
+    """One measured drain of ``config.count`` pre-filled payments by payproc workers."""
+    namespace = f"bench-pp-{short_id()}"
+    label = f"payproc {config.workers}w {config.db} {config.latency * 1000:g}ms p{config.prefetch}"
+    db = Database(config.db, "pp")
+    connection = await connect()
+    gateway = None
+    workers: list[Proc] = []
+    try:
+        gateway = await start_gateway(config.latency, config.failure_rate, seed=config.seed)
+        publish_rate = await prefill(connection, namespace, config.count, config.seed, config)
+        depth, _ = await queue_depth(connection, f"{namespace}.requests")
+        if depth != config.count:
+            raise BenchError(f"queue holds {depth} messages after pre-filling {config.count}")
+        env = {
+            "PAYPROC_AMQP_URL": AMQP_URL,
+            "PAYPROC_NAMESPACE": namespace,
+            "PAYPROC_DATABASE_URL": db.url,
+            "PAYPROC_GATEWAY_URL": gateway.url,
+            "PAYPROC_PREFETCH": str(config.prefetch),
+            "PAYPROC_RETRY_DELAYS": config.retry_delays,
+            "PAYPROC_MAX_ATTEMPTS": str(config.max_attempts),
+            "PAYPROC_METRICS_BIND": "off",
+            "PAYPROC_LOG_LEVEL": "WARNING",
+        }
+        cpu = CpuWatch()
+        cpu.start()
+        for index in range(config.workers):
+            workers.append(Proc(f"worker{index}", python("-m", "processor", "worker", "--grace", "5"), env))
+        sampler = RssSampler([w.pid for w in workers])
+        sampler.start()
+        await wait_drained(
+            db,
+            "payments",
+            PAYPROC_FINAL,
+            config.count,
+            timeout=max(120.0, config.count / 100),
+            procs=workers,
+            progress=lambda n: log(f"{label}: {n}/{config.count} final"),
+        )
+        usage = cpu.stop()
+        await sampler.stop()
+        start, end = db.window("created_at")
+        statuses = db.status_counts()
+        stats = gateway.stats()
+        depth, _ = await queue_depth(connection, f"{namespace}.requests")
+        run = Run(
+            label=label,
+            count=config.count,
+            seconds=end - start,
+            rss_mb=round(sampler.peak_mb, 1),
+            cpu=usage,
+            checks={
+                "double_charged": len(stats["double_charged"]),
+                "charges": stats["charges"],
+                "gateway_requests": stats["requests"],
+                "statuses": statuses,
+                "queue_left": depth,
+            },
+            extra={"publish_rate": round(publish_rate), "rss_mb": round(sampler.peak_mb, 1)},
+        )
+        if stats["double_charged"]:
+            raise BenchError(f"double charges: {len(stats['double_charged'])}")
+        if config.failure_rate == 0 and statuses.get("succeeded", 0) != config.count:
+            raise BenchError(f"not every payment succeeded: {statuses}")
+        if stats["charges"] != statuses.get("succeeded", 0):
+            raise BenchError(
+                f"gateway charged {stats['charges']} but {statuses.get('succeeded')} succeeded"
+            )
+        if inspect is not None:
+            await inspect(db, run)
+        return run
+    finally:
+        for worker in workers:
+            worker.stop()
+        if gateway is not None:
+            gateway.stop()
+        await cleanup_namespace(connection, namespace, config.retry_delays)
+        await connection.close()
+        db.drop()
