@@ -8,6 +8,7 @@ The default node ``rabbit@localhost`` is never touched.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -95,10 +96,8 @@ class Node:
         except (RuntimeError, subprocess.TimeoutExpired):
             pid_file = self.base / "pid"
             if pid_file.exists():
-                try:
+                with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid_file.read_text().strip()), 9)
-                except (ProcessLookupError, ValueError):
-                    pass
 
 
 class Cluster:
