@@ -16,6 +16,7 @@ well in-flight concurrency (prefetch) hides a slow gateway.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
@@ -84,6 +85,16 @@ async def cleanup_namespace(connection: Any, namespace: str, delays: str) -> Non
         await delete_topology(connection, Names(namespace), parse_delays(delays))
 
 
+async def migrate(env: dict[str, str]) -> None:
+    """``payproc db upgrade`` on the fresh database (the worker refuses an empty PostgreSQL
+    schema; SQLite would upgrade itself, but doing it here keeps start-up out of the timing)."""
+    proc = Proc("db-upgrade", python("-m", "processor", "db", "upgrade"), env)
+    while proc.alive():
+        await asyncio.sleep(0.05)
+    if proc.popen.returncode != 0:
+        raise BenchError(f"payproc db upgrade failed:\n{proc.tail()}")
+
+
 Inspect = Callable[[Database, Run], Awaitable[None]]
 
 
@@ -112,6 +123,7 @@ async def drain(config: PayprocConfig, inspect: Inspect | None = None) -> Run:
             "PAYPROC_METRICS_BIND": "off",
             "PAYPROC_LOG_LEVEL": "WARNING",
         }
+        await migrate(env)
         cpu = CpuWatch()
         cpu.start()
         for index in range(config.workers):

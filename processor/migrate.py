@@ -7,6 +7,9 @@ the embedded SQLite default is upgraded automatically so ``make demo`` stays one
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +56,30 @@ def _upgrade(connection: Connection, target: str) -> None:
 
 
 async def upgrade(engine: AsyncEngine, target: str = "head") -> None:
-    """Apply migrations up to ``target`` in one transaction."""
-    async with engine.begin() as conn:
-        await conn.run_sync(_upgrade, target)
+    """Apply migrations up to ``target`` in one transaction.
+
+    Two processes starting at once on a fresh SQLite file (a worker and the admin API) would
+    race to create the same tables: SQLite's driver does not wrap DDL in a transaction. A
+    lock file next to the database serialises them; PostgreSQL's transactional DDL and
+    Alembic's version row need no help.
+    """
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    with _file_lock(f"{database}.migrate.lock" if database else None):
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade, target)
+
+
+@contextmanager
+def _file_lock(path: str | None) -> Iterator[None]:
+    if path is None or path == ":memory:.migrate.lock":
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 async def ensure_current(engine: AsyncEngine, *, auto_upgrade: bool) -> None:

@@ -100,6 +100,18 @@ async def process_payment(
             await deps.publisher.schedule_retry(envelope, delay, envelope.attempt, deferred=True)
             return Handled("deferred")
         case FingerprintConflict(error=error):
+            # The stored payment is untouched; the *message* is refused. A synchronous
+            # caller must not wait for a reply that would never come.
+            await deps.publisher.reply(
+                envelope,
+                PaymentResult(
+                    payment_id=payment_id,
+                    status=PaymentStatus.DEAD_LETTERED,
+                    attempts=0,
+                    error=error,
+                    processed_at=deps.clock.now(),
+                ),
+            )
             await deps.publisher.park(
                 envelope,
                 ParkNotice(
