@@ -249,6 +249,19 @@ class Database:
             raise BenchError("no rows to time")
         return start, end
 
+    def steady_rate(self, statuses: Sequence[str], table: str = "payments") -> float:
+        """Payments/s between the 10th and the 90th percentile of completion times: the
+        throughput while the worker was busy, without start-up or a retry tail."""
+        marks = ",".join("%s" for _ in statuses)
+        rows = self.execute(
+            f"SELECT updated_at FROM {table} WHERE status IN ({marks})", statuses
+        )
+        times = sorted(t for t in (_epoch(r[0]) for r in rows) if t is not None)
+        if len(times) < 10:
+            return 0.0
+        low, high = times[len(times) // 10], times[(len(times) * 9) // 10]
+        return (0.8 * len(times)) / (high - low) if high > low else 0.0
+
     def status_counts(self, table: str = "payments") -> dict[str, int]:
         rows = self.execute(f"SELECT status, count(*) FROM {table} GROUP BY status")
         return {str(status): int(n) for status, n in rows}
@@ -401,11 +414,13 @@ def _cpu_snapshot() -> dict[int, tuple[float, float, str, str]]:
 class CpuWatch:
     """CPU used during a window, split by owner, as % of the whole machine (all cores).
 
-    ``ours`` is this harness and its children (workers, gateway, peers), ``broker`` the
-    rabbitmq user's processes, ``db`` the postgres user's, ``foreign`` everything else: the
-    background load that was on the machine while we measured (other people's test runs).
+    ``groups`` names process trees of interest (``workers``, ``gateway``); the rest of this
+    harness's own tree is ``harness``; ``broker`` is the rabbitmq user's processes, ``db`` the
+    postgres user's, and ``foreign`` everything else: background load that was on the machine
+    while we measured (other people's test runs). ``<group>_cpu_s`` keeps CPU-seconds.
     """
 
+    groups: dict[str, list[int]] = field(default_factory=dict)
     started: float = 0.0
     before: dict[int, tuple[float, float, str, str]] = field(default_factory=dict)
     result: dict[str, float] = field(default_factory=dict)
@@ -414,19 +429,32 @@ class CpuWatch:
         self.before = _cpu_snapshot()
         self.started = time.monotonic()
 
+    def _members(self) -> dict[int, str]:
+        owner: dict[int, str] = {}
+        me = psutil.Process()
+        owner[me.pid] = "harness"
+        with contextlib.suppress(psutil.Error):
+            for child in me.children(recursive=True):
+                owner[child.pid] = "harness"
+        for name, roots in self.groups.items():
+            for root in roots:
+                with contextlib.suppress(psutil.Error):
+                    parent = psutil.Process(root)
+                    owner[root] = name
+                    for child in parent.children(recursive=True):
+                        owner[child.pid] = name
+        return owner
+
     def stop(self) -> dict[str, float]:
+        owner = self._members()
         after = _cpu_snapshot()
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        me = psutil.Process()
-        ours = {me.pid}
-        with contextlib.suppress(psutil.Error):
-            ours |= {child.pid for child in me.children(recursive=True)}
-        split = {"ours": 0.0, "broker": 0.0, "db": 0.0, "foreign": 0.0}
+        split = {name: 0.0 for name in [*self.groups, "harness", "broker", "db", "foreign"]}
         for pid, (cpu, created, user, _name) in after.items():
             old = self.before.get(pid)
             used = cpu - old[0] if old is not None and old[1] == created else cpu
-            if pid in ours:
-                split["ours"] += used
+            if pid in owner:
+                split[owner[pid]] += used
             elif user == "rabbitmq":
                 split["broker"] += used
             elif user == "postgres":
@@ -435,7 +463,11 @@ class CpuWatch:
                 split["foreign"] += used
         capacity = elapsed * (os.cpu_count() or 1)
         self.result = {k: round(100 * v / capacity, 1) for k, v in split.items()}
-        self.result["busy"] = round(sum(v for k, v in self.result.items()), 1)
+        self.result["busy"] = round(sum(100 * v / capacity for v in split.values()), 1)
+        for name in self.groups:
+            self.result[f"{name}_cpu_s"] = round(split[name], 2)
+        self.result["broker_cpu_s"] = round(split["broker"], 2)
+        self.result["seconds"] = round(elapsed, 2)
         return self.result
 
 

@@ -55,6 +55,9 @@ class PayprocConfig:
     retry_delays: str = DEFAULT_DELAYS
     max_attempts: int = 6
     seed: int = 1
+    paced_rate: float = 0.0
+    """When > 0: no pre-fill; ``count`` payments are published at this rate once the workers
+    consume (an open-loop load below capacity, for retry-delay accuracy)."""
 
 
 async def prefill(connection: Any, namespace: str, count: int, seed: int, config: Any) -> float:
@@ -73,7 +76,40 @@ async def prefill(connection: Any, namespace: str, count: int, seed: int, config
     seconds = time.perf_counter() - started
     if sent != count:
         raise BenchError(f"published {sent} of {count}")
-    return sent / seconds
+    return sent / seconds if count else 0.0
+
+
+async def wait_consumers(connection: Any, queue: str, expected: int, procs: list[Proc]) -> None:
+    """Until ``expected`` consumers are attached to ``queue`` (the workers are ready)."""
+    deadline = time.monotonic() + 60
+    while (await queue_depth(connection, queue))[1] < expected:
+        for proc in procs:
+            proc.check_alive()
+        if time.monotonic() > deadline:
+            raise BenchError(f"workers did not attach to {queue}")
+        await asyncio.sleep(0.05)
+
+
+async def publish_paced(
+    connection: Any, namespace: str, count: int, seed: int, rate: float
+) -> float:
+    """Publish ``count`` payments at ``rate``/s in 50 ms slices (confirmed); returns the rate
+    achieved."""
+    from processor.producer import generate_payments, payment_message, publish_bodies
+    from retry.names import Names
+
+    names = Names(namespace)
+    payments = list(generate_payments(count, seed))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sent = 0
+    while sent < count:
+        due = min(count, int((loop.time() - started) * rate) + 1)
+        if due > sent:
+            batch = (payment_message(p) for p in payments[sent:due])
+            sent += await publish_bodies(connection, names, batch)
+        await asyncio.sleep(0.05)
+    return count / (loop.time() - started)
 
 
 async def cleanup_namespace(connection: Any, namespace: str, delays: str) -> None:
@@ -108,9 +144,11 @@ async def drain(config: PayprocConfig, inspect: Inspect | None = None) -> Run:
     workers: list[Proc] = []
     try:
         gateway = await start_gateway(config.latency, config.failure_rate, seed=config.seed)
-        publish_rate = await prefill(connection, namespace, config.count, config.seed, config)
+        publish_rate = await prefill(
+            connection, namespace, 0 if config.paced_rate else config.count, config.seed, config
+        )
         depth, _ = await queue_depth(connection, f"{namespace}.requests")
-        if depth != config.count:
+        if depth != (0 if config.paced_rate else config.count):
             raise BenchError(f"queue holds {depth} messages after pre-filling {config.count}")
         env = {
             "PAYPROC_AMQP_URL": AMQP_URL,
@@ -124,12 +162,18 @@ async def drain(config: PayprocConfig, inspect: Inspect | None = None) -> Run:
             "PAYPROC_LOG_LEVEL": "WARNING",
         }
         await migrate(env)
-        cpu = CpuWatch()
+        cpu = CpuWatch({"gateway": [gateway.proc.pid]})
         cpu.start()
         for index in range(config.workers):
             workers.append(Proc(f"worker{index}", python("-m", "processor", "worker", "--grace", "5"), env))
+        cpu.groups["workers"] = [w.pid for w in workers]
         sampler = RssSampler([w.pid for w in workers])
         sampler.start()
+        if config.paced_rate:
+            await wait_consumers(connection, f"{namespace}.requests", config.workers, workers)
+            publish_rate = await publish_paced(
+                connection, namespace, config.count, config.seed, config.paced_rate
+            )
         await wait_drained(
             db,
             "payments",
@@ -158,7 +202,14 @@ async def drain(config: PayprocConfig, inspect: Inspect | None = None) -> Run:
                 "statuses": statuses,
                 "queue_left": depth,
             },
-            extra={"publish_rate": round(publish_rate), "rss_mb": round(sampler.peak_mb, 1)},
+            extra={
+                "publish_rate": round(publish_rate),
+                "rss_mb": round(sampler.peak_mb, 1),
+                "goodput": round(statuses.get("succeeded", 0) / (end - start), 1),
+                "steady_rate": round(db.steady_rate(["succeeded"])),
+                "worker_cpu_ms": round(1000 * usage.get("workers_cpu_s", 0) / config.count, 3),
+                "broker_cpu_ms": round(1000 * usage.get("broker_cpu_s", 0) / config.count, 3),
+            },
         )
         if stats["double_charged"]:
             raise BenchError(f"double charges: {len(stats['double_charged'])}")

@@ -187,6 +187,11 @@ class DlqConsumer:
     def handled(self) -> int:
         return self.inserted + self.duplicates
 
+    @property
+    def attached(self) -> bool:
+        """True while the ingest consumer is registered on the DLQ."""
+        return self._tag is not None
+
     async def start(self) -> None:
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=self._prefetch)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -173,8 +174,12 @@ def cmd_list(ns: argparse.Namespace) -> int:
 
     def render(page: dict[str, Any]) -> None:
         table = Table(title=f"DLQ entries ({len(page['items'])}, newest first)")
-        for column in ("id", "dead-lettered (UTC)", "reason", "status", "payment", "error"):
-            table.add_column(column, overflow="fold")
+        table.add_column("id", no_wrap=True)
+        table.add_column("dead-lettered (UTC)")
+        table.add_column("reason")
+        table.add_column("status")
+        table.add_column("payment", no_wrap=True)
+        table.add_column("error", overflow="fold")
         table.add_column("att", justify="right")
         for item in page["items"]:
             table.add_row(
@@ -189,7 +194,15 @@ def cmd_list(ns: argparse.Namespace) -> int:
         console = _console()
         console.print(table)
         if page.get("next_cursor"):
-            console.print(f"more: payproc dlq list --cursor {page['next_cursor']}")
+            again = " ".join(
+                f"--{name.replace('_', '-')} {shlex.quote(str(value))}"
+                for name, value in params.items()
+                if value is not None and name not in ("cursor", "limit")
+            )
+            console.print(
+                f"more: payproc dlq list {again + ' ' if again else ''}"
+                f"--cursor {page['next_cursor']}"
+            )
 
     _emit(ns, data, render)
     return 0

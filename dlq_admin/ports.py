@@ -120,8 +120,9 @@ class DlqStore(Protocol):
         self, status: EntryStatus, reason: ParkReason | None, limit: int
     ) -> list[Row]: ...
 
-    async def claim_for_replay(self, entry_id: str) -> bool:
-        """Atomically ``parked -> replaying``; True for exactly one concurrent caller."""
+    async def claim_for_replay(self, entry_id: str, stale_before: datetime) -> bool:
+        """Atomically ``parked -> replaying`` (or take over a ``replaying`` claim last touched
+        before ``stale_before``); True for exactly one concurrent caller."""
         ...
 
     async def finish_replay(self, entry_id: str, actor: str, replayed_body: str | None) -> Row:

@@ -19,10 +19,12 @@ import aio_pika
 import uvicorn
 from aio_pika.abc import AbstractRobustConnection
 from fastapi import FastAPI
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dlq_admin.amqp import AmqpQueueProbe, AmqpReplayPublisher, DlqConsumer, declare_dlq_topology
 from dlq_admin.auth import Authenticator, ConfiguredToken, TokenConfigError, configured_tokens
+from dlq_admin.metrics import AdminMetrics
 from dlq_admin.service import DlqAdmin
 from dlq_admin.store import SqlDlqStore
 from dlq_admin.web import create_app
@@ -117,6 +119,8 @@ class AdminRuntime:
             if self.ingest:
                 await self.start_ingest()
             self.app = create_app(service)
+            self.app.state.metrics = AdminMetrics(service).render
+            self.app.state.readiness = self.readiness
         except BaseException:
             await stack.aclose()
             raise
@@ -125,6 +129,21 @@ class AdminRuntime:
             extra={"namespace": settings.namespace, "tokens": ",".join(t.name for t in tokens)},
         )
         return service
+
+    async def readiness(self) -> dict[str, bool]:
+        database = False
+        if self.engine is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2), self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+                    database = True
+        checks = {
+            "database": database,
+            "broker": self.connection is not None and not self.connection.is_closed,
+        }
+        if self.ingest:
+            checks["ingest"] = self.consumer is not None and self.consumer.attached
+        return checks
 
     async def start_ingest(self) -> None:
         assert self.consumer is not None, "runtime not started"
@@ -187,8 +206,18 @@ async def start_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> 
     return RunningServer(f"http://{shown}:{bound_port}", server, task)
 
 
+class _NoColorMessage(logging.Filter):
+    """uvicorn adds an ANSI-coloured copy of each message as an extra; our formatters would
+    print it as ``color_message=...``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)
+        return True
+
+
 async def serve(settings: Settings, *, bind: str | None = None, ingest: bool = True) -> int:
     """``payproc admin``: run the API and the ingest consumer until SIGTERM/SIGINT."""
+    logging.getLogger("uvicorn.error").addFilter(_NoColorMessage())
     admin_tokens(settings)  # refuse before connecting anywhere
     host, port = parse_bind(bind or settings.admin_bind)
     async with AdminRuntime(settings, ingest=ingest) as runtime:

@@ -10,7 +10,10 @@ Replay is the delicate one. Its order of effects:
 3. publish the body to ``N``/``payment.request`` (mandatory, confirmed) with
    ``x-payproc-replay-of: <entry id>`` and no attempt header: a fresh attempt budget;
 4. only after the broker confirmed: ``replaying -> replayed``. A failed publish puts the
-   entry back to ``parked`` and reports the failure; nothing is lost either way.
+   entry back to ``parked`` and reports the failure; nothing is lost either way. If the
+   process dies mid-publish the entry stays ``replaying``; after ``stale_replay_after``
+   (5 min) a new replay may take it over (a second publish cannot charge twice: the worker
+   de-duplicates on payment_id).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import orjson
@@ -118,6 +121,10 @@ class _BulkState:
     failed: list[Failed] = field(default_factory=list)
 
 
+def _ignore(_kind: str, _label: str, _value: float | None) -> None:
+    return None
+
+
 class DlqAdmin:
     def __init__(
         self,
@@ -129,6 +136,7 @@ class DlqAdmin:
         queue_name: str,
         replay_rate: float = 500.0,
         bulk_concurrency: int = 8,
+        stale_replay_after: float = 300.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
@@ -138,7 +146,15 @@ class DlqAdmin:
         self.queue_name = queue_name
         self.bucket = TokenBucket(replay_rate)
         self.bulk_concurrency = bulk_concurrency
+        self.stale_replay_after = timedelta(seconds=stale_replay_after)
         self._clock = clock
+        self.observe: Callable[[str, str, float | None], None] = _ignore
+        """Told ``("ingested", reason, lag_seconds)`` and ``("replay", outcome, None)``;
+        the runtime points it at the Prometheus metrics."""
+
+    def _stale_before(self) -> datetime:
+        """A ``replaying`` claim untouched since then was abandoned (its process died)."""
+        return self._clock() - self.stale_replay_after
 
     # ---- authentication and audit ------------------------------------------------------
 
@@ -245,7 +261,9 @@ class DlqAdmin:
         entry = parse_parked(raw, str(uuid.uuid4()), self._clock())
         inserted = await self.store.insert_entry(entry)
         if inserted:
-            log.info(
+            lag = (self._clock() - entry.dead_lettered_at).total_seconds()
+            self.observe("ingested", entry.reason.value, max(lag, 0.0))
+            log.debug(
                 "dlq entry indexed",
                 extra={"entry_id": entry.id, "reason": entry.reason.value},
             )
@@ -387,7 +405,7 @@ class DlqAdmin:
         self, actor: Actor, entry_id: str, payload: dict[str, Any] | None
     ) -> ReplayResult:
         row = await self._entry(entry_id)
-        _replayable(row)
+        _replayable(row, self._stale_before())
         edited: PaymentRequest | None = None
         if payload is not None:
             edited = validate_edit(payload, row["payment_id"])
@@ -400,9 +418,9 @@ class DlqAdmin:
                     "never replayed (nothing was published)",
                     _FINAL_PAYMENT[payment["status"]],
                 )
-        if not await self.store.claim_for_replay(entry_id):
+        if not await self.store.claim_for_replay(entry_id, self._stale_before()):
             current = await self._entry(entry_id)
-            _replayable(current)
+            _replayable(current, None)
             raise Conflict("entry is being replayed by another call", "replay_in_progress")
         done = await self._publish_claimed(actor, row, edited)
         return ReplayResult(
@@ -433,6 +451,7 @@ class DlqAdmin:
         try:
             await self.publisher.publish_request(body, headers, message_id)
         except PublishError as exc:
+            self.observe("replay", "failed", None)
             try:
                 await self.store.abort_replay(entry_id)
             except Exception:
@@ -441,9 +460,15 @@ class DlqAdmin:
         except BaseException:
             # Cancelled or crashed mid-publish: we cannot know if it went out; leave the
             # entry claimed ("replaying") rather than risk a second publish.
-            log.error("replay of %s interrupted; entry left in 'replaying'", entry_id)
+            log.error(
+                "replay of %s interrupted; entry left in 'replaying' (a replay may take it "
+                "over after %s)",
+                entry_id,
+                self.stale_replay_after,
+            )
             raise
         done = await self.store.finish_replay(entry_id, actor.name or "?", body_text)
+        self.observe("replay", "replayed", None)
         log.info(
             "dlq entry replayed",
             extra={"entry_id": entry_id, "actor": actor.name, "edited": edited is not None},
@@ -548,7 +573,7 @@ class DlqAdmin:
             async with gate:
                 entry_id = row["id"]
                 await self.bucket.acquire()
-                if not await self.store.claim_for_replay(entry_id):
+                if not await self.store.claim_for_replay(entry_id, self._stale_before()):
                     state.skipped.append(Skipped(id=entry_id, why="claimed_elsewhere"))
                     return
                 try:
@@ -753,9 +778,16 @@ def _traceparent(row: Row) -> str | None:
     return value if isinstance(value, str) and len(value) <= 200 else None
 
 
-def _replayable(row: Row) -> None:
+def _replayable(row: Row, stale_before: datetime | None) -> None:
+    """Raise ``Conflict`` unless the entry is parked (or its ``replaying`` claim is stale)."""
     status = row["status"]
     if status == EntryStatus.PARKED.value:
+        return
+    if (
+        status == EntryStatus.REPLAYING.value
+        and stale_before is not None
+        and row["updated_at"] < stale_before
+    ):
         return
     if status == EntryStatus.REPLAYED.value:
         raise Conflict(

@@ -6,7 +6,8 @@
   range condition ``dead_lettered_at <= :at`` so the index scan starts at the cursor instead
   of counting past every earlier row.
 * A replay claims its entry with ``UPDATE ... SET status='replaying' WHERE id=:id AND
-  status='parked'``: of ten concurrent replays exactly one sees ``rowcount == 1``.
+  status='parked'``: of ten concurrent replays exactly one sees ``rowcount == 1``. A claim
+  abandoned mid-publish (the process died) can be taken over once it is stale.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -279,14 +280,16 @@ class SqlDlqStore:
 
     # ---- state changes -----------------------------------------------------------------
 
-    async def claim_for_replay(self, entry_id: str) -> bool:
+    async def claim_for_replay(self, entry_id: str, stale_before: datetime) -> bool:
         c = _entries.c
+        claimable = or_(
+            c.status == EntryStatus.PARKED.value,
+            and_(c.status == EntryStatus.REPLAYING.value, c.updated_at < stale_before),
+        )
         async with self._tx() as conn:
             result = await conn.execute(
                 update(_entries)
-                .where(
-                    c.namespace == self._ns, c.id == entry_id, c.status == EntryStatus.PARKED.value
-                )
+                .where(c.namespace == self._ns, c.id == entry_id, claimable)
                 .values(status=EntryStatus.REPLAYING.value, updated_at=utcnow())
             )
         return bool(result.rowcount == 1)

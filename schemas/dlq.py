@@ -137,6 +137,11 @@ class QueueStats(BaseModel):
     )
 
 
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, bool]
+
+
 class DlqStats(BaseModel):
     total: int
     parked: int

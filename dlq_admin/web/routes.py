@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from dlq_admin.ports import EntryFilters
 from dlq_admin.web.deps import Operator, Service, Viewer
@@ -24,6 +26,7 @@ from schemas.dlq import (
     ErrorResponse,
     Health,
     PaymentView,
+    Readiness,
     ReplayRequest,
     ReplayResult,
 )
@@ -55,6 +58,34 @@ other = APIRouter(tags=["payments", "audit"])
 @health.get("/healthz", name="healthz", response_model=Health, summary="Liveness (no auth)")
 async def healthz() -> Health:
     return Health(status="ok")
+
+
+@health.get(
+    "/readyz",
+    name="readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "a dependency is down"}},
+    summary="Readiness: database, broker and ingest consumer (no auth; no data)",
+)
+async def readyz(request: Request) -> JSONResponse:
+    check = getattr(request.app.state, "readiness", None)
+    checks: dict[str, bool] = await check() if check is not None else {}
+    ok = bool(checks) and all(checks.values())
+    body = Readiness(status="ready" if ok else "not_ready", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+@health.get(
+    "/metrics",
+    name="metrics",
+    response_class=PlainTextResponse,
+    responses=READ_ERRORS,
+    summary="Prometheus metrics (viewer token: use Prometheus' `authorization` setting)",
+)
+async def metrics(request: Request, _actor: Viewer) -> PlainTextResponse:
+    render = getattr(request.app.state, "metrics", None)
+    body = await render() if render is not None else b""
+    return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @dlq.get(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -10,6 +11,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from processor.producer import payment_message, publish_bodies
 from schemas import headers as h
+from schemas.dlq_tables import DlqEntryRow
 from schemas.tables import PaymentRow, utcnow
 from tests.dlq_admin.conftest import OPERATOR, Admin
 from tests.dlq_admin.helpers import park, queue_depth, request_body
@@ -322,3 +324,33 @@ async def test_payments_route_reads_the_workers_table(admin: Admin) -> None:
         "last_error",
         "updated_at",
     }
+
+
+async def test_a_replay_abandoned_mid_publish_can_be_taken_over_once_stale(
+    admin: Admin, connection: AbstractRobustConnection
+) -> None:
+    """An entry stuck in 'replaying' (its admin died) is 409 while fresh, replayable once stale."""
+    await park(admin.connection, admin.names)
+    await admin.wait_handled(1)
+    entry = await _only_entry(admin)
+    engine = admin.runtime.engine
+    assert engine is not None
+    table = DlqEntryRow.__table__  # type: ignore[attr-defined]
+
+    async def stuck_since(seconds_ago: float) -> None:
+        async with engine.begin() as conn:
+            await conn.execute(
+                table.update()
+                .where(table.c.id == entry["id"])
+                .values(status="replaying", updated_at=utcnow() - timedelta(seconds=seconds_ago))
+            )
+
+    url = f"/dlq/messages/{entry['id']}/replay"
+    await stuck_since(10)
+    fresh = await admin.client.post(url, headers=OPERATOR)
+    assert fresh.status_code == 409
+    assert fresh.json()["code"] == "replay_in_progress"
+    await stuck_since(3600)
+    taken = await admin.client.post(url, headers=OPERATOR)
+    assert taken.status_code == 200, taken.text
+    assert await queue_depth(connection, admin.names.requests) == 1

@@ -1,0 +1,109 @@
+"""30 % transient gateway failures with a short retry ladder: goodput and retry-delay accuracy.
+
+The fake gateway answers 503 *before* charging to 30 % of requests (seeded); payproc sends
+each such payment through its TTL retry queues (ladder ``RETRY_DELAYS``, ``MAX_ATTEMPTS``
+attempts) back to the request queue until it succeeds. Two runs, both on 1 worker:
+
+* **backlog**: the usual pre-filled drain of ``count`` payments. Goodput is succeeded
+  payments per second over the whole drain (including the tail where the last retries wait
+  out their delays) and in steady state (10th to 90th percentile of completions); the
+  reference is the zero-failure drain of the same configuration in the same run. Retry
+  delays are measured too, but a retry re-enters the *back* of the request queue, so under
+  a backlog it also waits for the backlog ahead of it;
+* **paced**: payments published at a steady rate below capacity (the queue stays short), so
+  the measured delay is the retry mechanism's own: TTL expiry, dead-lettering, redelivery.
+
+Retry-delay accuracy, from the attempt history the worker stores (``payment_attempts``):
+for every retry, lateness = (start of attempt k+1) - (end of attempt k) - (the ladder's
+delay after k failures). Target: every retry within its delay + 1 s (0 <= lateness <= 1 s).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from typing import Any
+
+from bench.common import Database, Run, _epoch
+from bench.payproc_runs import PayprocConfig, drain
+
+RETRY_DELAYS = "0.5,1,2"
+MAX_ATTEMPTS = 10
+FAILURE_RATE = 0.3
+
+
+def delay_after(failures: int, delays: tuple[float, ...]) -> float:
+    """The ladder's delay after ``failures`` failed attempts (the last delay repeats)."""
+    return delays[min(max(failures, 1), len(delays)) - 1]
+
+
+def lateness(db: Database, delays: tuple[float, ...]) -> list[float]:
+    """Seconds each retry started after its due time (negative: early)."""
+    rows = db.execute(
+        "SELECT payment_id, started_at, finished_at, http_status FROM payment_attempts"
+    )
+    by_payment: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for payment_id, started, finished, _status in rows:
+        start, end = _epoch(started), _epoch(finished)
+        if start is not None and end is not None:
+            by_payment[str(payment_id)].append((start, end))
+    late: list[float] = []
+    for attempts in by_payment.values():
+        attempts.sort()
+        for index in range(1, len(attempts)):
+            gap = attempts[index][0] - attempts[index - 1][1]
+            late.append(gap - delay_after(index, delays))
+    return late
+
+
+def summarize(late: list[float]) -> dict[str, Any]:
+    if not late:
+        return {"retries": 0}
+    ordered = sorted(late)
+    within = sum(1 for x in late if -0.05 <= x <= 1.0)
+    return {
+        "retries": len(late),
+        "within_pct": round(100 * within / len(late), 2),
+        "late_p50_s": round(statistics.median(ordered), 3),
+        "late_p95_s": round(ordered[int(0.95 * (len(ordered) - 1))], 3),
+        "late_max_s": round(ordered[-1], 3),
+        "early": sum(1 for x in late if x < -0.05),
+    }
+
+
+async def run(
+    db_kind: str, count: int, paced_count: int, paced_rate: float
+) -> tuple[Run, Run | None]:
+    """The backlog run and (when ``paced_count``) the paced run."""
+    delays = tuple(float(d) for d in RETRY_DELAYS.split(","))
+
+    async def inspect(db: Database, measured: Run) -> None:
+        measured.extra["delays"] = summarize(lateness(db, delays))
+        measured.extra["statuses"] = measured.checks.get("statuses")
+
+    base = PayprocConfig(
+        workers=1,
+        db=db_kind,
+        count=count,
+        failure_rate=FAILURE_RATE,
+        retry_delays=RETRY_DELAYS,
+        max_attempts=MAX_ATTEMPTS,
+        seed=5,
+    )
+    backlog = await drain(base, inspect)
+    paced = None
+    if paced_count:
+        paced = await drain(
+            PayprocConfig(
+                workers=1,
+                db=db_kind,
+                count=paced_count,
+                failure_rate=FAILURE_RATE,
+                retry_delays=RETRY_DELAYS,
+                max_attempts=MAX_ATTEMPTS,
+                seed=6,
+                paced_rate=paced_rate,
+            ),
+            inspect,
+        )
+    return backlog, paced
