@@ -219,6 +219,9 @@ async def drain(config: PayprocConfig, inspect: Inspect | None = None) -> Run:
             raise BenchError(
                 f"gateway charged {stats['charges']} but {statuses.get('succeeded')} succeeded"
             )
+        run.extra["circuit_opens"] = sum(
+            w.log.read_text(errors="replace").count("-> open") for w in workers
+        )
         if inspect is not None:
             await inspect(db, run)
         return run

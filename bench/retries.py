@@ -20,6 +20,7 @@ delay after k failures). Target: every retry within its delay + 1 s (0 <= latene
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections import defaultdict
 from typing import Any
@@ -37,23 +38,28 @@ def delay_after(failures: int, delays: tuple[float, ...]) -> float:
     return delays[min(max(failures, 1), len(delays)) - 1]
 
 
-def lateness(db: Database, delays: tuple[float, ...]) -> list[float]:
-    """Seconds each retry started after its due time (negative: early)."""
-    rows = db.execute(
-        "SELECT payment_id, started_at, finished_at, http_status FROM payment_attempts"
-    )
-    by_payment: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for payment_id, started, finished, _status in rows:
+def lateness(db: Database, delays: tuple[float, ...]) -> tuple[list[float], int]:
+    """Seconds each retry started after its due time (negative: early), and how many
+    retries were "spared" (the circuit breaker held the gateway for down: the attempt number
+    stays, the delay is the ladder's first)."""
+    rows = db.execute("SELECT payment_id, attempt, started_at, finished_at FROM payment_attempts")
+    by_payment: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
+    for payment_id, attempt, started, finished in rows:
         start, end = _epoch(started), _epoch(finished)
         if start is not None and end is not None:
-            by_payment[str(payment_id)].append((start, end))
+            by_payment[str(payment_id)].append((start, end, int(attempt)))
     late: list[float] = []
+    spared = 0
     for attempts in by_payment.values():
         attempts.sort()
-        for index in range(1, len(attempts)):
-            gap = attempts[index][0] - attempts[index - 1][1]
-            late.append(gap - delay_after(index, delays))
-    return late
+        for (_, end, number), (start, _, next_number) in itertools.pairwise(attempts):
+            if next_number == number:
+                spared += 1
+                due = delays[0]
+            else:
+                due = delay_after(number, delays)
+            late.append(start - end - due)
+    return late, spared
 
 
 def summarize(late: list[float]) -> dict[str, Any]:
@@ -78,7 +84,8 @@ async def run(
     delays = tuple(float(d) for d in RETRY_DELAYS.split(","))
 
     async def inspect(db: Database, measured: Run) -> None:
-        measured.extra["delays"] = summarize(lateness(db, delays))
+        late, spared = lateness(db, delays)
+        measured.extra["delays"] = {**summarize(late), "spared": spared}
         measured.extra["statuses"] = measured.checks.get("statuses")
 
     base = PayprocConfig(

@@ -20,11 +20,11 @@ from tests.support.processes import ROOT
 
 
 async def _routes(admin: Admin) -> list[tuple[str, str]]:
-    """Every documented (method, path) but /healthz, path parameters filled in."""
+    """Every documented (method, path) but the probes, path parameters filled in."""
     spec = (await admin.client.get("/openapi.json")).json()
     found = []
     for path, operations in spec["paths"].items():
-        if path == "/healthz":
+        if path in ("/healthz", "/readyz"):
             continue
         path = path.replace("{entry_id}", str(uuid.uuid4()))
         path = path.replace("{payment_id}", str(uuid.uuid4()))
@@ -35,7 +35,7 @@ async def _routes(admin: Admin) -> list[tuple[str, str]]:
 async def test_every_route_but_healthz_needs_a_valid_bearer_token(admin: Admin) -> None:
     """No token, an unknown token or another scheme is a 401 with WWW-Authenticate everywhere."""
     routes = await _routes(admin)
-    assert len(routes) == 10
+    assert len(routes) == 11
     for headers in (
         {},
         {"Authorization": "Bearer wrong-token"},
@@ -233,15 +233,19 @@ async def test_openapi_documents_every_route_and_docs_are_served(admin: Admin) -
         ("/dlq/discard", "post"): "BulkDiscardResult",
         ("/payments/{payment_id}", "get"): "PaymentView",
         ("/audit", "get"): "AuditPage",
+        ("/readyz", "get"): "Readiness",
     }
     documented = {(p, m) for p, ops in spec["paths"].items() for m in ops}
-    assert documented == set(expected)
+    assert documented == set(expected) | {("/metrics", "get")}
+    metrics = spec["paths"]["/metrics"]["get"]
+    assert "text/plain" in metrics["responses"]["200"]["content"]
+    assert metrics["security"] == [{"bearer": []}]
     for (path, method), model in expected.items():
         op = spec["paths"][path][method]
         ok = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
         assert ok.endswith(f"/{model}"), (path, method)
         assert op.get("summary")
-        if path != "/healthz":
+        if path not in ("/healthz", "/readyz"):
             assert op["security"] == [{"bearer": []}]
             assert op["responses"]["401"]["content"]["application/json"]["schema"]["$ref"].endswith(
                 "/ErrorResponse"
