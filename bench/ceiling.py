@@ -37,9 +37,7 @@ async def once(count: int, queue_type: str = "quorum") -> CeilingRun:
     connection = await connect()
     try:
         channel = await connection.channel(publisher_confirms=True)
-        await channel.declare_queue(
-            name, durable=True, arguments={"x-queue-type": queue_type}
-        )
+        await channel.declare_queue(name, durable=True, arguments={"x-queue-type": queue_type})
         exchange = channel.default_exchange
         messages = [payment_message(p) for p in generate_payments(count, 99)]
         started = time.perf_counter()

@@ -125,9 +125,7 @@ async def migrate(env: dict[str, str]) -> None:
     """``payproc db upgrade`` on the fresh database (the worker refuses an empty PostgreSQL
     schema; SQLite would upgrade itself, but doing it here keeps start-up out of the timing)."""
     proc = Proc("db-upgrade", python("-m", "processor", "db", "upgrade"), env)
-    while proc.alive():
-        await asyncio.sleep(0.05)
-    if proc.popen.returncode != 0:
+    if await asyncio.to_thread(proc.popen.wait) != 0:
         raise BenchError(f"payproc db upgrade failed:\n{proc.tail()}")
 
 
@@ -165,7 +163,9 @@ async def drain(config: PayprocConfig, inspect: Inspect | None = None) -> Run:
         cpu = CpuWatch({"gateway": [gateway.proc.pid]})
         cpu.start()
         for index in range(config.workers):
-            workers.append(Proc(f"worker{index}", python("-m", "processor", "worker", "--grace", "5"), env))
+            workers.append(
+                Proc(f"worker{index}", python("-m", "processor", "worker", "--grace", "5"), env)
+            )
         cpu.groups["workers"] = [w.pid for w in workers]
         sampler = RssSampler([w.pid for w in workers])
         sampler.start()
@@ -179,7 +179,7 @@ async def drain(config: PayprocConfig, inspect: Inspect | None = None) -> Run:
             "payments",
             PAYPROC_FINAL,
             config.count,
-            timeout=max(120.0, config.count / 100),
+            within=max(120.0, config.count / 100),
             procs=workers,
             progress=lambda n: log(f"{label}: {n}/{config.count} final"),
         )

@@ -2,7 +2,7 @@
 
 One run: a fresh queue name, a fresh database with the peers' ``payments`` table, a fresh
 fake-gateway process; ``count`` payments published with the framework's own client (Celery
-``apply_async``, Dramatiq ``send``; confirmed, persistent; two producer processes in parallel
+``apply_async``, Dramatiq ``send``; confirmed, persistent; four producer processes in parallel
 because neither client pipelines confirms, and publishing is not what is timed); then the
 framework's own worker command starts and the run is timed from the first payment a task
 started to the last outcome row written. Checks: every payment succeeded, the queue is
@@ -42,7 +42,7 @@ from bench.common import (
 )
 from bench.peers.job import create_schema
 
-PRODUCERS = 2
+PRODUCERS = 4
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,7 @@ async def _produce(config: PeerConfig, env: dict[str, str]) -> float:
         )
         for part in range(PRODUCERS)
     ]
-    while any(p.alive() for p in producers):
-        await asyncio.sleep(0.05)
+    await asyncio.gather(*(asyncio.to_thread(p.popen.wait) for p in producers))
     for producer in producers:
         if producer.popen.returncode != 0:
             raise BenchError(f"{producer.name} failed:\n{producer.tail()}")
@@ -157,7 +156,7 @@ async def drain(config: PeerConfig) -> Run:
             "payments",
             PEER_FINAL,
             config.count,
-            timeout=max(180.0, config.count / 50),
+            within=max(180.0, config.count / 50),
             procs=[worker],
             progress=lambda n: log(f"{label}: {n}/{config.count} final"),
         )

@@ -318,6 +318,14 @@ class ChaosRun:
             final = {r[0] for r in rows}
         return sum(1 for pid in ids if pid in final)
 
+    async def succeeded_ids(self) -> set[str]:
+        table: Any = PaymentRow.__table__  # type: ignore[attr-defined]
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(table.c.payment_id).where(table.c.status == "succeeded")
+            )
+            return {r[0] for r in rows}
+
     def queue_depths(self) -> dict[str, tuple[int, int]]:
         """``{queue: (ready, unacked)}`` for this namespace, from rabbitmqctl."""
         node = ["-n", self.rabbitmq_node] if self.rabbitmq_node else []

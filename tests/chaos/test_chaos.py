@@ -85,19 +85,21 @@ async def test_outage_longer_than_the_ladder_does_not_park_the_backlog(chaos) ->
     assert_invariants(report, run)
     assert report.parked_by_reason["retries_exhausted"] == 0
     assert report.status["succeeded"] == 300
+    assert report.worker_restarts == 0
     log = (run.workdir / "worker-0.log").read_text()
     assert "circuit open" in log
 
 
 async def test_database_locked_for_a_while_makes_messages_wait(chaos, database_kind: str) -> None:
     """While the SQLite database is exclusively locked, payments wait unacked; afterwards
-    all complete and none is parked or lost."""
+    all complete and none is parked or lost. Malformed messages mixed in are parked once
+    each, cause no gateway call and no worker restart."""
     if database_kind != "sqlite":
         pytest.skip("locks the SQLite file; PostgreSQL outages are covered by the store tests")
     run = chaos()
     await run.open(latency=0.005)
     await run.start_worker(0)
-    await run.publish(400, decline_rate=0, reject_rate=0)
+    await run.publish(400, malformed=200, decline_rate=0, reject_rate=0)
     path = run.database_url.removeprefix("sqlite:///")
     lock = sqlite3.connect(path, timeout=30)
     lock.execute("BEGIN EXCLUSIVE")
@@ -110,3 +112,62 @@ async def test_database_locked_for_a_while_makes_messages_wait(chaos, database_k
     print("\n" + report.table())
     assert_invariants(report, run)
     assert report.status["succeeded"] == 400
+    assert report.parked_by_reason["invalid_message"] == 200
+    assert report.gateway_requests == 400, "one call per valid payment, none for malformed"
+    assert report.worker_restarts == 0
+    assert run.workers[0].poll() is None
+
+
+async def test_bulk_replay_after_the_gateway_heals_charges_each_payment_once(
+    chaos, amqp_url: str
+) -> None:
+    """Payments parked as retries_exhausted during a failure storm (some charged before their
+    response was lost) are bulk-replayed after the gateway heals: all succeed, none twice."""
+    import httpx
+
+    from dlq_admin.runtime import AdminRuntime, start_server
+    from processor.config import Settings
+
+    run = chaos(
+        delays=(0.1, 0.2),
+        max_attempts=2,
+        extra_env={"PAYPROC_CIRCUIT_THRESHOLD": "10000"},  # let the ladder run out
+    )
+    await run.open(failure_rate=0.85, charge_then_timeout_rate=0.15, hang_seconds=1.0)
+    await run.start_worker(0)
+    await run.publish(300, decline_rate=0, reject_rate=0)
+    await run.settle(timeout=180)
+    settings = Settings(
+        amqp_url=amqp_url,
+        database_url=run.database_url,
+        namespace=run.names.namespace,
+        retry_delays=run.delays,
+        admin_token="chaos-operator-token",
+    )
+    headers = {"Authorization": "Bearer chaos-operator-token"}
+    async with AdminRuntime(settings) as admin:
+        assert admin.app is not None
+        server = await start_server(admin.app)
+        try:
+            async with httpx.AsyncClient(base_url=server.url, headers=headers) as client:
+                exhausted = run.published.valid.keys() - await run.succeeded_ids()
+                run.faults["parked retries_exhausted"] = len(exhausted)
+                assert exhausted, "the storm should have exhausted some payments"
+                while (await client.get("/dlq/stats")).json()["parked"] < len(exhausted):
+                    await asyncio.sleep(0.2)  # the admin ingests the DLQ in the background
+                await run.gateway_config(failure_rate=0.0, charge_then_timeout_rate=0.0)
+                answer = await client.post(
+                    "/dlq/replay", json={"reason": "retries_exhausted", "limit": 10_000}
+                )
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["replayed"] == len(exhausted)
+                while len(await run.succeeded_ids()) < len(run.published.valid):
+                    await asyncio.sleep(0.2)
+        finally:
+            await server.stop()
+    drain = await run.settle(timeout=120)
+    report = await run.verify(drain)
+    print("\n" + report.table())
+    assert_invariants(report, run)
+    assert report.status["succeeded"] == 300
+    assert report.charges == 300

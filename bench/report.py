@@ -1,0 +1,563 @@
+"""The report: one markdown document (printed and written to ``bench/results.md``) with the
+machine it ran on, every figure with its spread and checks, the ratios the issue asks for,
+and a verdict per target (met, or the gap with its measured cause).
+
+Causes are derived from what the run measured, not written in advance: CPU split by owner
+(workers, broker, database, gateway, other load on the machine), worker CPU per payment,
+how busy each worker process was, circuit-breaker trips, retry lateness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bench.common import Figure, Run
+
+if TYPE_CHECKING:
+    from bench.run import Results
+
+PEERS = ("dramatiq", "celery")
+
+
+def rate(value: float, unit: str = "/s") -> str:
+    return f"{value:,.0f}{unit}"
+
+
+def spread(figure: Figure) -> str:
+    if not figure.runs:
+        return "-"
+    if len(figure.runs) == 1:
+        return "1 run"
+    low, high = figure.spread
+    return f"{len(figure.runs)} runs: {low:,.0f}-{high:,.0f}"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b > 0 else "-"
+
+
+def pct(a: float, b: float) -> str:
+    return f"{100 * a / b:.0f}%" if b > 0 else "-"
+
+
+def worker_utilisation(run: Run, workers: int) -> float:
+    """Average % of one core each worker process used over the CPU window."""
+    seconds = run.cpu.get("seconds", 0.0)
+    if seconds <= 0 or workers <= 0:
+        return 0.0
+    return 100 * run.cpu.get("workers_cpu_s", 0.0) / (seconds * workers)
+
+
+def cpu_split(run: Run | None) -> str:
+    if run is None or not run.cpu:
+        return ""
+    c = run.cpu
+    parts = [f"machine {c.get('busy', 0):.0f}% busy"]
+    for name in ("workers", "broker", "db", "gateway", "harness", "foreign"):
+        if name in c:
+            label = "other load" if name == "foreign" else name
+            parts.append(f"{label} {c[name]:.0f}%")
+    return ", ".join(parts)
+
+
+def checks(figure: Figure) -> str:
+    if figure.error:
+        return f"FAILED: {figure.error[:300]}"
+    if not figure.runs:
+        return "-"
+    doubles = sum(int(r.checks.get("double_charged", 0)) for r in figure.runs)
+    total = sum(r.count for r in figure.runs)
+    ok = sum(int(r.checks.get("statuses", {}).get("succeeded", 0)) for r in figure.runs)
+    left = sum(int(r.checks.get("queue_left", 0)) for r in figure.runs)
+    text = f"{doubles} double charges; {ok:,}/{total:,} succeeded"
+    if left:
+        text += f"; {left} left in queue"
+    return text
+
+
+@dataclass
+class Verdict:
+    target: str
+    measured: str
+    met: bool | None  # None: could not be measured
+    cause: str = ""
+
+    def row(self) -> str:
+        verdict = "met" if self.met else ("not measured" if self.met is None else "**gap**")
+        return f"| {self.target} | {self.measured} | {verdict} | {self.cause or '-'} |"
+
+
+def _fig(results: Results, key: str) -> Figure | None:
+    figure = results.figure(key)
+    return figure if figure is not None and figure.ok else None
+
+
+# ---- the results table ------------------------------------------------------------------------
+
+
+def _results_rows(results: Results) -> list[str]:
+    rows: list[str] = []
+
+    def add(num: str, what: str, figure: Figure | None, vs: str = "", notes: str = "") -> None:
+        if figure is None:
+            return
+        median = f"{rate(figure.rate)} {figure.unit.split('/')[0]}" if figure.ok else "-"
+        note = "; ".join(x for x in (checks(figure) if figure.unit != "msgs/s" else "", notes) if x)
+        if figure.error and figure.unit == "msgs/s":
+            note = f"FAILED: {figure.error[:300]}"
+        rows.append(
+            f"| {num} | {what} | {median} | {spread(figure)} | {vs or '-'} | {note or '-'} |"
+        )
+
+    ceiling = _fig(results, "ceiling.quorum.consume")
+    add(
+        "1",
+        "bare aio-pika, quorum queue: consume + manual ack (prefetch 500)",
+        results.figure("ceiling.quorum.consume"),
+        "the ceiling",
+    )
+    add(
+        "1",
+        "bare aio-pika, quorum queue: confirmed persistent publish (500 in flight)",
+        results.figure("ceiling.quorum.publish"),
+    )
+    add(
+        "1",
+        "bare aio-pika, classic queue (the peers' kind): consume + ack",
+        results.figure("ceiling.classic.consume"),
+        "reference",
+    )
+    add(
+        "1",
+        "bare aio-pika, classic queue: confirmed persistent publish",
+        results.figure("ceiling.classic.publish"),
+        "reference",
+    )
+
+    for db, _reps in results.plan.zero_dbs:
+        one = _fig(results, f"zero.{db}.payproc1")
+        two = _fig(results, f"zero.{db}.payproc2")
+        peers = {p: _fig(results, f"zero.{db}.{p}") for p in PEERS}
+        for key, num, what in (
+            ("payproc1", "2", f"payproc, 1 worker, {db}, 0 ms gateway"),
+            ("payproc2", "2", f"payproc, 2 workers, {db}, 0 ms gateway"),
+            ("dramatiq", "3", f"Dramatiq 2 proc x 8 threads, {db}, 0 ms gateway"),
+            ("celery", "3", f"Celery threads x 16 (prefetch 64, acks_late), {db}, 0 ms gateway"),
+        ):
+            figure = results.figure(f"zero.{db}.{key}")
+            if figure is None:
+                continue
+            vs = ""
+            if figure.ok and key == "payproc1" and ceiling is not None:
+                vs = f"{pct(figure.rate, ceiling.rate)} of ceiling"
+            elif figure.ok and key == "payproc2":
+                vs = ", ".join(
+                    f"{ratio(figure.rate, p.rate)} {name.title()}"
+                    for name, p in peers.items()
+                    if p is not None
+                )
+                if one is not None:
+                    vs += f", {ratio(figure.rate, one.rate)} 1 worker"
+            elif figure.ok and key in PEERS and two is not None:
+                vs = f"payproc 2w = {ratio(two.rate, figure.rate)}"
+            run = figure.median_run()
+            notes = ""
+            if run is not None:
+                notes = (
+                    f"worker CPU {run.extra.get('worker_cpu_ms', 0):.2f} ms/payment, "
+                    f"peak RSS {run.rss_mb:.0f} MB; {cpu_split(run)}"
+                )
+            add(num, what, figure, vs, notes)
+
+    db, lat = results.plan.latency_db, results.plan.latency
+    dramatiq_lat = _fig(results, f"lat.{db}.dramatiq")
+    for key, prefetch, what in (
+        ("payproc_p100", 100, f"payproc, 1 worker, prefetch 100, {db}, {lat * 1000:g} ms gateway"),
+        ("payproc_p300", 300, f"payproc, 1 worker, prefetch 300, {db}, {lat * 1000:g} ms gateway"),
+        ("dramatiq", 16, f"Dramatiq 2x8, {db}, {lat * 1000:g} ms gateway"),
+        ("celery", 16, f"Celery threads x 16, {db}, {lat * 1000:g} ms gateway"),
+    ):
+        figure = results.figure(f"lat.{db}.{key}")
+        if figure is None:
+            continue
+        bound = prefetch / lat
+        vs = f"{pct(figure.rate, bound)} of bound {bound:,.0f}/s" if figure.ok else ""
+        if figure.ok and key.startswith("payproc") and dramatiq_lat is not None:
+            vs += f"; {ratio(figure.rate, dramatiq_lat.rate)} Dramatiq"
+        run = figure.median_run()
+        add("4", what, figure, vs, cpu_split(run))
+
+    backlog = results.figure("retries.backlog")
+    if backlog is not None:
+        zero = _fig(results, f"zero.{results.plan.retry_db}.payproc1")
+        run = backlog.median_run()
+        if run is not None:
+            goodput = float(run.extra.get("goodput", 0.0))
+            steady = float(run.extra.get("steady_rate", 0.0))
+            vs = f"{pct(goodput, zero.rate)} of zero-failure 1w" if zero is not None else ""
+            delays = run.extra.get("delays", {})
+            notes = (
+                f"steady goodput {rate(steady)}; gateway requests "
+                f"{run.checks.get('gateway_requests', 0):,}; retries {delays.get('retries', 0):,}, "
+                f"{delays.get('within_pct', 0)}% within delay+1 s (late p50 "
+                f"{delays.get('late_p50_s', 0)} s, p95 {delays.get('late_p95_s', 0)} s); "
+                f"circuit opened {run.extra.get('circuit_opens', 0)}x, "
+                f"{delays.get('spared', 0)} spared retries"
+            )
+            rows.append(
+                f"| 5 | payproc 1 worker, {results.plan.retry_db}, 30% 503s, ladder "
+                f"0.5/1/2 s, pre-filled backlog: goodput | {rate(goodput)} | 1 run | {vs or '-'} "
+                f"| {checks(backlog)}; {notes} |"
+            )
+        else:
+            add("5", "payproc 1 worker, 30% transient, backlog", backlog)
+    paced = results.figure("retries.paced")
+    if paced is not None:
+        run = paced.median_run()
+        if run is not None:
+            delays = run.extra.get("delays", {})
+            rows.append(
+                f"| 5 | same, paced at {results.plan.retry_paced_rate:g}/s (below capacity): "
+                f"retry-delay accuracy | {delays.get('within_pct', 0)}% within delay+1 s | 1 run | "
+                f"late p50 {delays.get('late_p50_s', 0)} s, p95 {delays.get('late_p95_s', 0)} s, "
+                f"max {delays.get('late_max_s', 0)} s | {checks(paced)}; {delays.get('retries', 0):,} "
+                f"retries, {delays.get('early', 0)} early; circuit opened "
+                f"{run.extra.get('circuit_opens', 0)}x |"
+            )
+        else:
+            add("5", "payproc 1 worker, 30% transient, paced", paced)
+
+    mem = results.figure("memory")
+    if mem is not None:
+        run = mem.median_run()
+        if run is not None:
+            rows.append(
+                f"| 6 | payproc worker peak RSS, 1 worker draining {run.count:,} (sqlite) | "
+                f"{run.rss_mb:.0f} MB | 1 run | drained at {rate(run.rate)} | {checks(mem)} |"
+            )
+        else:
+            add("6", "payproc worker peak RSS, 50,000 backlog", mem)
+
+    rows.extend(_admin_rows(results))
+    sync = results.sync
+    if sync:
+        if "error" in sync:
+            rows.append(
+                f"| + | synchronous charges via gRPC (bench.sync_rpc) | not available | - | - | {sync['error']} |"
+            )
+        else:
+            rows.append(
+                f"| + | {sync.get('name', 'sync charges')}, {sync.get('concurrency')} callers | "
+                f"{rate(float(sync.get('charges_per_s', 0)))} | 1 run | p50 {sync.get('p50_ms')} ms, "
+                f"p99 {sync.get('p99_ms')} ms | {sync.get('errors', 0)} errors of {sync.get('count')} |"
+            )
+    return rows
+
+
+def _admin_rows(results: Results) -> list[str]:
+    admin = results.admin
+    if not admin:
+        return []
+    if not admin.get("available"):
+        return [f"| 6 | admin: not available | - | - | - | {admin.get('reason', '')} |"]
+    rows = []
+    for db, m in admin.get("by_db", {}).items():
+        if "error" in m:
+            rows.append(f"| 6 | admin ({db}) | - | - | - | FAILED: {m['error']} |")
+            continue
+        n = m["entries"]
+        for key, what in (
+            ("list", "GET /dlq/messages (first page)"),
+            ("list_filtered", "GET /dlq/messages?reason=gateway_rejected"),
+            ("list_merchant", "GET /dlq/messages?merchant_id=m_7&status=parked"),
+            ("list_deep", "GET /dlq/messages following next_cursor (deep pages)"),
+            ("stats", "GET /dlq/stats"),
+        ):
+            p = m[key]
+            rows.append(
+                f"| 6 | admin {what}, {n:,} entries, {db} | p50 {p['p50_ms']} ms / p95 "
+                f"{p['p95_ms']} ms | {p['n']} requests | max {p['max_ms']} ms | - |"
+            )
+        rows.append(
+            f"| 6 | admin POST /dlq/replay (bulk, limit {m['replay_requested']:,}), {db} | "
+            f"{rate(m['replay_rate'])} | 1 run | {m['replayed']:,} replayed in "
+            f"{m['replay_seconds']} s | {m['replay_queue_depth']:,} messages landed in the "
+            f"request queue; token bucket raised to 100,000/s (default 500/s) |"
+        )
+    return rows
+
+
+# ---- targets ------------------------------------------------------------------------------
+
+
+def _throughput_cause(results: Results, db: str) -> str:
+    one = _fig(results, f"zero.{db}.payproc1")
+    two = _fig(results, f"zero.{db}.payproc2")
+    parts = []
+    if two is not None and (run := two.median_run()) is not None:
+        parts.append(f"2 workers: {cpu_split(run)}")
+        peer_cost = []
+        for name in PEERS:
+            peer = _fig(results, f"zero.{db}.{name}")
+            if peer is not None and (prun := peer.median_run()) is not None:
+                peer_cost.append(f"{name.title()} {prun.extra.get('worker_cpu_ms', 0):.2f} ms")
+        parts.append(
+            f"worker CPU per payment: payproc {run.extra.get('worker_cpu_ms', 0):.2f} ms vs "
+            + ", ".join(peer_cost)
+        )
+    if one is not None and (run := one.median_run()) is not None:
+        used = worker_utilisation(run, 1)
+        if used < 85:
+            parts.append(
+                f"1 worker used only {used:.0f}% of a core: it is latency-bound, not CPU-bound "
+                "(each payment waits in turn for its claim commit, the gateway, its outcome "
+                "commit and the confirm of its outcome event before the ack, with at most "
+                "`prefetch` payments in flight)"
+            )
+        else:
+            parts.append(f"1 worker used {used:.0f}% of a core: CPU-bound")
+    return "; ".join(parts)
+
+
+def _targets(results: Results) -> list[Verdict]:
+    plan = results.plan
+    out: list[Verdict] = []
+    ceiling = _fig(results, "ceiling.quorum.consume")
+    for db, reps in plan.zero_dbs:
+        two = _fig(results, f"zero.{db}.payproc2")
+        one = _fig(results, f"zero.{db}.payproc1")
+        runs = f"median of {reps}" if reps > 1 else "1 run"
+        cause = _throughput_cause(results, db)
+        for name, factor in (("dramatiq", 2.0), ("celery", 3.0)):
+            peer = _fig(results, f"zero.{db}.{name}")
+            if two is None or peer is None:
+                out.append(
+                    Verdict(
+                        f"0 ms, {db}: payproc 2 workers >= {factor:g}x {name.title()}", "-", None
+                    )
+                )
+                continue
+            met = two.rate >= factor * peer.rate
+            out.append(
+                Verdict(
+                    f"0 ms, {db}: payproc 2 workers >= {factor:g}x {name.title()}",
+                    f"{rate(two.rate)} vs {rate(peer.rate)} = {ratio(two.rate, peer.rate)} ({runs})",
+                    met,
+                    "" if met else cause,
+                )
+            )
+        if one is not None and ceiling is not None:
+            met = one.rate >= 0.15 * ceiling.rate
+            out.append(
+                Verdict(
+                    f"0 ms, {db}: payproc 1 worker >= 15% of bare aio-pika",
+                    f"{rate(one.rate)} vs {rate(ceiling.rate)} = {pct(one.rate, ceiling.rate)}",
+                    met,
+                    "" if met else cause,
+                )
+            )
+    db, lat = plan.latency_db, plan.latency
+    dramatiq = _fig(results, f"lat.{db}.dramatiq")
+    zero_one = _fig(results, f"zero.{db}.payproc1")
+    for key, prefetch in (("payproc_p100", 100), ("payproc_p300", 300)):
+        figure = _fig(results, f"lat.{db}.{key}")
+        if figure is None:
+            out.append(Verdict(f"{lat * 1000:g} ms, prefetch {prefetch}", "-", None))
+            continue
+        run = figure.median_run()
+        used = worker_utilisation(run, 1) if run is not None else 0.0
+        if dramatiq is not None:
+            met = figure.rate >= 5 * dramatiq.rate
+            out.append(
+                Verdict(
+                    f"{lat * 1000:g} ms, prefetch {prefetch}: payproc 1 worker >= 5x Dramatiq",
+                    f"{rate(figure.rate)} vs {rate(dramatiq.rate)} = {ratio(figure.rate, dramatiq.rate)}",
+                    met,
+                    ""
+                    if met
+                    else f"payproc is capped below its bound (next row); {cpu_split(run)}",
+                )
+            )
+        bound = prefetch / lat
+        met = figure.rate >= 0.85 * bound
+        cause = ""
+        if not met:
+            ref = f"; its 0 ms figure is {rate(zero_one.rate)}" if zero_one is not None else ""
+            if used >= 85:
+                cause = f"CPU-limited: the worker used {used:.0f}% of a core{ref}"
+            else:
+                cause = (
+                    f"not the CPU (the worker used {used:.0f}% of a core; {cpu_split(run)}): "
+                    f"the same per-payment pipeline cap as at 0 ms{ref}"
+                )
+        out.append(
+            Verdict(
+                f"{lat * 1000:g} ms, prefetch {prefetch}: >= 85% of prefetch/latency "
+                f"= {bound:,.0f}/s until the CPU limits it",
+                f"{rate(figure.rate)} = {pct(figure.rate, bound)} of bound",
+                met,
+                cause,
+            )
+        )
+
+    backlog = _fig(results, "retries.backlog")
+    zero = _fig(results, f"zero.{plan.retry_db}.payproc1")
+    if backlog is not None and zero is not None and (run := backlog.median_run()) is not None:
+        goodput = float(run.extra.get("goodput", 0.0))
+        steady = float(run.extra.get("steady_rate", 0.0))
+        met = goodput >= 0.6 * zero.rate
+        opens = int(run.extra.get("circuit_opens", 0))
+        cause = ""
+        if not met:
+            cause = (
+                f"steady-state goodput is {rate(steady)} ({pct(steady, zero.rate)}); a failed "
+                f"attempt costs as much work as a good one ({run.checks.get('gateway_requests', 0):,} "
+                f"gateway calls for {run.count:,} payments) and the drain ends with the last retries "
+                f"waiting out their delays"
+            )
+            if opens:
+                cause += (
+                    f"; the circuit breaker opened {opens}x on random 30% failures and paused "
+                    "consumption each time"
+                )
+        out.append(
+            Verdict(
+                "30% transient: goodput >= 60% of the zero-failure figure",
+                f"{rate(goodput)} vs {rate(zero.rate)} = {pct(goodput, zero.rate)} (whole drain)",
+                met,
+                cause,
+            )
+        )
+    else:
+        out.append(Verdict("30% transient: goodput >= 60% of zero-failure", "-", None))
+    for key, what in (("retries.paced", "paced load"), ("retries.backlog", "20,000 backlog")):
+        figure = _fig(results, key)
+        if figure is None or (run := figure.median_run()) is None:
+            continue
+        delays = run.extra.get("delays", {})
+        within = float(delays.get("within_pct", 0.0))
+        met = within >= 100.0
+        cause = ""
+        if not met:
+            if key == "retries.backlog":
+                cause = (
+                    f"late p50 {delays.get('late_p50_s')} s, p95 {delays.get('late_p95_s')} s: a "
+                    "retry dead-letters back to the *end* of the request queue, so under a "
+                    "backlog it also waits for every message ahead of it"
+                )
+            else:
+                cause = f"late p95 {delays.get('late_p95_s')} s, max {delays.get('late_max_s')} s"
+        out.append(
+            Verdict(
+                f"retry-delay accuracy ({what}): every retry within its delay + 1 s",
+                f"{within}% of {delays.get('retries', 0):,} retries",
+                met,
+                cause,
+            )
+        )
+
+    mem = _fig(results, "memory")
+    if mem is not None and (run := mem.median_run()) is not None:
+        met = run.rss_mb <= 150
+        out.append(
+            Verdict(
+                f"worker peak RSS <= 150 MB with a {run.count:,} backlog",
+                f"{run.rss_mb:.0f} MB",
+                met,
+            )
+        )
+    admin = results.admin
+    if admin and admin.get("available"):
+        for db, m in admin.get("by_db", {}).items():
+            if "error" in m:
+                out.append(Verdict(f"admin ({db})", m["error"][:200], None))
+                continue
+            worst = max(
+                m["list"]["p95_ms"], m["list_filtered"]["p95_ms"], m["list_merchant"]["p95_ms"]
+            )
+            out.append(
+                Verdict(
+                    f"admin list p95 <= 50 ms at {m['entries']:,} entries ({db})",
+                    f"worst p95 {worst} ms (first page, filtered, by merchant); deep pages "
+                    f"p95 {m['list_deep']['p95_ms']} ms",
+                    worst <= 50,
+                )
+            )
+            met = m["replay_rate"] >= 2000
+            out.append(
+                Verdict(
+                    f"bulk replay >= 2,000 messages/s ({db})",
+                    f"{rate(m['replay_rate'])}",
+                    met,
+                    ""
+                    if met
+                    else "each entry is replayed in turn (claim commit, confirmed publish, "
+                    "finish commit) by a small fixed number of concurrent replays, and the "
+                    "default token bucket allows 500/s",
+                )
+            )
+    elif admin:
+        out.append(Verdict("admin targets", "admin: not available", None, admin.get("reason", "")))
+
+    doubles = sum(
+        int(r.checks.get("double_charged", 0)) for f in results.figures.values() for r in f.runs
+    )
+    runs = sum(len(f.runs) for f in results.figures.values() if f.unit != "msgs/s")
+    out.append(Verdict("no double charge in any run", f"{doubles} in {runs} runs", doubles == 0))
+    out.append(
+        Verdict(
+            "`make bench` under 15 minutes",
+            f"{results.total_seconds / 60:.1f} min",
+            results.total_seconds < 900 if results.plan.name == "full" else None,
+            "" if results.plan.name == "full" else f"{results.plan.name} plan",
+        )
+    )
+    return out
+
+
+def render(results: Results) -> str:
+    m = results.machine
+    lines = [
+        "# payproc benchmark",
+        "",
+        f"Plan `{results.plan.name}`, scenarios: {', '.join(results.scenarios)}; total "
+        f"{results.total_seconds / 60:.1f} min "
+        f"({', '.join(f'{k} {v:.0f} s' for k, v in results.scenario_seconds.items())}).",
+        "",
+        f"**Machine**: {m.get('cpu')}, {m.get('cores')} cores, {m.get('ram_gib')} GiB RAM; "
+        f"RabbitMQ {m.get('rabbitmq')}, PostgreSQL {m.get('postgresql')}, Python "
+        f"{m.get('python')}, Linux {m.get('kernel')}; {m.get('libraries')}. "
+        f"CPU busy before the run (other load): {results.background_busy:.0f}%.",
+        "",
+        "Every drain: queue pre-filled first (confirmed, persistent, durable queues), real worker "
+        "processes started after, timed from the first payment picked up to the last payment's "
+        "row final; fresh namespace/queue, database and fake-gateway process per run. The same "
+        "message (payproc's producer) and the same job for everyone: validate, charge with "
+        "`Idempotency-Key: payment_id`, record the outcome. CPU shares are of the whole "
+        "machine (2 cores = 100%).",
+        "",
+        "| # | configuration | result (median) | runs (min-max) | ratio | checks / notes |",
+        "|---|---|---|---|---|---|",
+        *_results_rows(results),
+        "",
+        "## Targets",
+        "",
+        "| target | measured | verdict | cause of the gap (measured) |",
+        "|---|---|---|---|",
+        *(v.row() for v in _targets(results)),
+    ]
+    return "\n".join(lines)
+
+
+def exit_status(results: Results) -> int:
+    for figure in results.figures.values():
+        if figure.error:
+            return 1
+        if any(int(r.checks.get("double_charged", 0)) for r in figure.runs):
+            return 1
+    return 0
+
+
+def as_dict(results: Results) -> dict[str, Any]:  # pragma: no cover - debugging aid
+    return {k: [r.__dict__ for r in f.runs] for k, f in results.figures.items()}

@@ -1,0 +1,371 @@
+"""``python -m bench.run``: every scenario in one run, on this machine, then the table.
+
+    python -m bench.run                  # the full benchmark (``make bench``), < 15 minutes
+    python -m bench.run --quick          # small N, one repetition: a smoke run (~3 minutes)
+    python -m bench.run --only zero      # one scenario (repeatable: --only ceiling --only zero)
+
+Scenarios: ``ceiling`` (bare aio-pika), ``zero`` (payproc 1 and 2 workers, Celery, Dramatiq;
+zero-latency gateway; PostgreSQL and SQLite), ``latency`` (50 ms gateway), ``retries``
+(30 % transient failures), ``memory`` (50,000 backlog), ``admin`` (DLQ admin API), ``sync``
+(synchronous charges through ``bench.sync_rpc``, when that module and its extra are there).
+
+Runs of different configurations are interleaved (payproc, Dramatiq, Celery, then again), so
+drift in background load spreads over all of them rather than landing on one. Progress goes
+to stderr; the table goes to stdout and to ``bench/results.md``. Exit status 1 if a run
+failed outright or any run showed a double charge; missed targets do not fail the command
+(they are the point of the report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import ceiling, memory, retries
+from bench.common import (
+    Figure,
+    Run,
+    background_busy,
+    connect,
+    log,
+    machine_line,
+    rabbitmq_version,
+    repeat,
+)
+from bench.payproc_runs import PayprocConfig
+from bench.payproc_runs import drain as payproc_drain
+from bench.peers.runs import PeerConfig
+from bench.peers.runs import drain as peer_drain
+
+SCENARIOS = ("ceiling", "zero", "latency", "retries", "memory", "admin", "sync")
+RESULTS_MD = Path(__file__).resolve().parent / "results.md"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and repetitions; ``full`` is ``make bench``, ``quick`` a smoke run."""
+
+    name: str
+    ceiling_count: int
+    ceiling_reps: int
+    zero_count: int
+    zero_dbs: tuple[tuple[str, int], ...]  # (database, repetitions); the first is the headline
+    latency: float
+    latency_db: str
+    latency_payproc_count: int
+    latency_peer_count: int
+    retry_db: str
+    retry_count: int
+    retry_paced_count: int
+    retry_paced_rate: float
+    memory_count: int
+    admin_entries: int
+    admin_requests: int
+    admin_replay: int
+    sync_count: int
+
+
+FULL = Plan(
+    name="full",
+    ceiling_count=20_000,
+    ceiling_reps=3,
+    zero_count=20_000,
+    zero_dbs=(("postgres", 3), ("sqlite", 1)),
+    latency=0.05,
+    latency_db="postgres",
+    latency_payproc_count=10_000,
+    latency_peer_count=3_000,
+    retry_db="postgres",
+    retry_count=20_000,
+    retry_paced_count=3_000,
+    retry_paced_rate=300,
+    memory_count=50_000,
+    admin_entries=100_000,
+    admin_requests=200,
+    admin_replay=5_000,
+    sync_count=2_000,
+)
+
+QUICK = Plan(
+    name="quick",
+    ceiling_count=5_000,
+    ceiling_reps=1,
+    zero_count=3_000,
+    zero_dbs=(("postgres", 1), ("sqlite", 1)),
+    latency=0.05,
+    latency_db="postgres",
+    latency_payproc_count=2_000,
+    latency_peer_count=600,
+    retry_db="postgres",
+    retry_count=3_000,
+    retry_paced_count=600,
+    retry_paced_rate=200,
+    memory_count=5_000,
+    admin_entries=10_000,
+    admin_requests=50,
+    admin_replay=1_000,
+    sync_count=300,
+)
+
+
+@dataclass
+class Results:
+    plan: Plan
+    machine: dict[str, str] = field(default_factory=dict)
+    background_busy: float = 0.0
+    figures: dict[str, Figure] = field(default_factory=dict)
+    admin: dict[str, Any] = field(default_factory=dict)
+    sync: dict[str, Any] = field(default_factory=dict)
+    scenario_seconds: dict[str, float] = field(default_factory=dict)
+    total_seconds: float = 0.0
+    scenarios: tuple[str, ...] = SCENARIOS
+
+    def add(self, figure: Figure) -> Figure:
+        self.figures[figure.key] = figure
+        return figure
+
+    def figure(self, key: str) -> Figure | None:
+        return self.figures.get(key)
+
+
+async def _interleaved(
+    results: Results,
+    configs: list[tuple[str, str, Callable[[], Awaitable[Run]]]],
+    reps: int,
+) -> None:
+    """Run each (key, label, once) ``reps`` times, round-robin; a config that failed once is
+    not run again."""
+    for key, label, _ in configs:
+        results.add(Figure(key, label))
+    for rep in range(reps):
+        for key, label, once in configs:
+            figure = results.figures[key]
+            if figure.error is not None:
+                continue
+
+            async def one(_index: int, once: Callable[[], Awaitable[Run]] = once) -> Run:
+                return await once()
+
+            single = await repeat(key, f"{label} [{rep + 1}/{reps}]", 1, one)
+            figure.runs.extend(single.runs)
+            figure.error = single.error
+
+
+async def scenario_ceiling(results: Results) -> None:
+    plan = results.plan
+    consume = results.add(
+        Figure("ceiling.quorum.consume", "bare aio-pika consume+ack", unit="msgs/s")
+    )
+    publish = results.add(
+        Figure("ceiling.quorum.publish", "bare aio-pika confirmed publish", unit="msgs/s")
+    )
+    for rep in range(plan.ceiling_reps):
+        try:
+            measured = await ceiling.once(plan.ceiling_count, "quorum")
+        except Exception as exc:
+            consume.error = publish.error = f"{type(exc).__name__}: {exc}"
+            log(f"ceiling failed: {consume.error}")
+            return
+        consume.runs.append(measured.consume)
+        publish.runs.append(measured.publish)
+        log(
+            f"ceiling [{rep + 1}/{plan.ceiling_reps}]: publish {measured.publish.rate:,.0f}/s, "
+            f"consume+ack {measured.consume.rate:,.0f}/s"
+        )
+    classic_consume = results.add(
+        Figure("ceiling.classic.consume", "bare aio-pika consume+ack", unit="msgs/s")
+    )
+    classic_publish = results.add(
+        Figure("ceiling.classic.publish", "bare aio-pika confirmed publish", unit="msgs/s")
+    )
+    try:
+        measured = await ceiling.once(plan.ceiling_count, "classic")
+        classic_consume.runs.append(measured.consume)
+        classic_publish.runs.append(measured.publish)
+        log(
+            f"ceiling classic: publish {measured.publish.rate:,.0f}/s, "
+            f"consume+ack {measured.consume.rate:,.0f}/s"
+        )
+    except Exception as exc:
+        classic_consume.error = classic_publish.error = f"{type(exc).__name__}: {exc}"
+
+
+def _payproc(config: PayprocConfig) -> Callable[[], Awaitable[Run]]:
+    return lambda: payproc_drain(config)
+
+
+def _peer(config: PeerConfig) -> Callable[[], Awaitable[Run]]:
+    return lambda: peer_drain(config)
+
+
+async def scenario_zero(results: Results) -> None:
+    plan = results.plan
+    n = plan.zero_count
+    for db, reps in plan.zero_dbs:
+        configs = [
+            (f"zero.{db}.payproc1", f"payproc 1 worker ({db})", _payproc(PayprocConfig(1, db, n))),
+            (f"zero.{db}.payproc2", f"payproc 2 workers ({db})", _payproc(PayprocConfig(2, db, n))),
+            (f"zero.{db}.dramatiq", f"Dramatiq 2x8 ({db})", _peer(PeerConfig("dramatiq", db, n))),
+            (f"zero.{db}.celery", f"Celery threads 16 ({db})", _peer(PeerConfig("celery", db, n))),
+        ]
+        await _interleaved(results, configs, reps)
+
+
+async def scenario_latency(results: Results) -> None:
+    plan = results.plan
+    db, lat = plan.latency_db, plan.latency
+    pn, qn = plan.latency_payproc_count, plan.latency_peer_count
+    configs = [
+        (
+            f"lat.{db}.payproc_p100",
+            f"payproc 1 worker prefetch 100 ({db})",
+            _payproc(PayprocConfig(1, db, pn, latency=lat, prefetch=100)),
+        ),
+        (
+            f"lat.{db}.payproc_p300",
+            f"payproc 1 worker prefetch 300 ({db})",
+            _payproc(PayprocConfig(1, db, pn, latency=lat, prefetch=300)),
+        ),
+        (
+            f"lat.{db}.dramatiq",
+            f"Dramatiq 2x8 ({db})",
+            _peer(PeerConfig("dramatiq", db, qn, latency=lat)),
+        ),
+        (
+            f"lat.{db}.celery",
+            f"Celery threads 16 ({db})",
+            _peer(PeerConfig("celery", db, qn, latency=lat)),
+        ),
+    ]
+    await _interleaved(results, configs, 1)
+
+
+async def scenario_retries(results: Results) -> None:
+    plan = results.plan
+    backlog = results.add(Figure("retries.backlog", "payproc 1 worker, 30% transient, backlog"))
+    paced = results.add(Figure("retries.paced", "payproc 1 worker, 30% transient, paced"))
+    try:
+        measured, steady = await retries.run(
+            plan.retry_db, plan.retry_count, plan.retry_paced_count, plan.retry_paced_rate
+        )
+    except Exception as exc:
+        backlog.error = paced.error = f"{type(exc).__name__}: {str(exc)[:600]}"
+        log(f"retries failed: {backlog.error}")
+        return
+    backlog.runs.append(measured)
+    log(f"retries backlog: {measured.extra}")
+    if steady is not None:
+        paced.runs.append(steady)
+        log(f"retries paced: {steady.extra}")
+
+
+async def scenario_memory(results: Results) -> None:
+    plan = results.plan
+
+    async def once(_index: int) -> Run:
+        return await memory.run(plan.memory_count)
+
+    results.add(await repeat("memory", "payproc 1 worker, 50,000 backlog (sqlite)", 1, once))
+
+
+async def scenario_admin(results: Results) -> None:
+    from bench import admin
+
+    plan = results.plan
+    results.admin = await admin.run(plan.admin_entries, plan.admin_requests, plan.admin_replay)
+    log(f"admin: {results.admin}")
+
+
+async def scenario_sync(results: Results) -> None:
+    """The synchronous gRPC charge benchmark (``bench.sync_rpc``), when it is there."""
+    try:
+        from bench import sync_rpc
+    except ImportError as exc:
+        results.sync = {"error": f"not available ({exc})"}
+        return
+    try:
+        results.sync = await sync_rpc.run(count=results.plan.sync_count)
+    except Exception as exc:
+        results.sync = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    log(f"sync: {results.sync}")
+
+
+RUNNERS: dict[str, Callable[[Results], Awaitable[None]]] = {
+    "ceiling": scenario_ceiling,
+    "zero": scenario_zero,
+    "latency": scenario_latency,
+    "retries": scenario_retries,
+    "memory": scenario_memory,
+    "admin": scenario_admin,
+    "sync": scenario_sync,
+}
+
+
+async def main_async(plan: Plan, only: list[str]) -> Results:
+    started = time.monotonic()
+    results = Results(plan, scenarios=tuple(only) if only else SCENARIOS)
+    results.background_busy = await asyncio.to_thread(background_busy, 2.0)
+    connection = await connect()
+    try:
+        rabbit = rabbitmq_version(connection)
+    finally:
+        await connection.close()
+    results.machine = machine_line(rabbit)
+    log(
+        f"plan {plan.name}: {', '.join(results.scenarios)}; machine {results.machine}; "
+        f"background CPU busy {results.background_busy:.0f}%"
+    )
+    for name in results.scenarios:
+        scenario_started = time.monotonic()
+        log(f"--- scenario {name}")
+        try:
+            await RUNNERS[name](results)
+        except Exception as exc:  # a broken scenario must not lose the others' figures
+            log(f"scenario {name} crashed: {type(exc).__name__}: {exc}")
+            results.figures[f"{name}.crash"] = Figure(
+                f"{name}.crash", name, error=f"{type(exc).__name__}: {exc}"
+            )
+        results.scenario_seconds[name] = round(time.monotonic() - scenario_started, 1)
+        log(f"--- scenario {name} took {results.scenario_seconds[name]:.0f} s")
+    results.total_seconds = round(time.monotonic() - started, 1)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench import report
+
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small N, one repetition")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SCENARIOS,
+        default=[],
+        help="run only this scenario (repeatable)",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=RESULTS_MD, help=f"markdown file (default {RESULTS_MD})"
+    )
+    ns = parser.parse_args(argv)
+    plan = QUICK if ns.quick else FULL
+    runner: Any = asyncio.run
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        runner = uvloop.run
+    results = runner(main_async(plan, ns.only))
+    text = report.render(results)
+    print(text, flush=True)
+    ns.output.write_text(text + "\n")
+    log(f"written to {ns.output}; total {results.total_seconds:.0f} s")
+    return report.exit_status(results)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
