@@ -23,11 +23,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check processor retry dlq_admin schemas
 	$(BIN)/mypy
 
-# SQLite run of the whole suite, then the database-backed tests again on PostgreSQL.
+# The whole suite on SQLite, then again on PostgreSQL (a fresh database per run). The
+# cluster and deploy-file tests do not depend on the database and run once.
 test: $(STAMP) lint
 	./scripts/ensure-services.sh postgres
 	$(BIN)/pytest -q -p no:cacheprovider
-	PAYPROC_TEST_DB=postgres $(BIN)/pytest -q -p no:cacheprovider -m "not chaos" tests/adapters tests/test_pipeline.py tests/dlq_admin
+	PAYPROC_TEST_DB=postgres $(BIN)/pytest -q -p no:cacheprovider \
+		--ignore=tests/test_cluster.py --ignore=tests/deploy
 
 clean:
 	rm -rf $(VENV) .payproc *.egg-info

@@ -476,6 +476,17 @@ def background_busy(seconds: float = 1.0) -> float:
     return float(psutil.cpu_percent(interval=seconds))
 
 
+async def wait_consumers(connection: Any, queue: str, expected: int, procs: Sequence[Proc]) -> None:
+    """Until ``expected`` consumers are attached to ``queue`` (the workers are ready)."""
+    deadline = time.monotonic() + 60
+    while (await queue_depth(connection, queue))[1] < expected:
+        for proc in procs:
+            proc.check_alive()
+        if time.monotonic() > deadline:
+            raise BenchError(f"workers did not attach to {queue}")
+        await asyncio.sleep(0.02)
+
+
 # ---- waiting for a drain ----------------------------------------------------------------------
 
 

@@ -38,6 +38,7 @@ from bench.common import (
     queue_depth,
     short_id,
     start_gateway,
+    wait_consumers,
     wait_drained,
 )
 
@@ -77,17 +78,6 @@ async def prefill(connection: Any, namespace: str, count: int, seed: int, config
     if sent != count:
         raise BenchError(f"published {sent} of {count}")
     return sent / seconds if count else 0.0
-
-
-async def wait_consumers(connection: Any, queue: str, expected: int, procs: list[Proc]) -> None:
-    """Until ``expected`` consumers are attached to ``queue`` (the workers are ready)."""
-    deadline = time.monotonic() + 60
-    while (await queue_depth(connection, queue))[1] < expected:
-        for proc in procs:
-            proc.check_alive()
-        if time.monotonic() > deadline:
-            raise BenchError(f"workers did not attach to {queue}")
-        await asyncio.sleep(0.05)
 
 
 async def publish_paced(
@@ -160,17 +150,18 @@ async def drain(config: PayprocConfig, inspect: Inspect | None = None) -> Run:
             "PAYPROC_LOG_LEVEL": "WARNING",
         }
         await migrate(env)
-        cpu = CpuWatch({"gateway": [gateway.proc.pid]})
-        cpu.start()
         for index in range(config.workers):
             workers.append(
                 Proc(f"worker{index}", python("-m", "processor", "worker", "--grace", "5"), env)
             )
-        cpu.groups["workers"] = [w.pid for w in workers]
         sampler = RssSampler([w.pid for w in workers])
         sampler.start()
+        # CPU is counted from the moment the workers consume (start-up excluded, as in the
+        # timed window).
+        await wait_consumers(connection, f"{namespace}.requests", config.workers, workers)
+        cpu = CpuWatch({"gateway": [gateway.proc.pid], "workers": [w.pid for w in workers]})
+        cpu.start()
         if config.paced_rate:
-            await wait_consumers(connection, f"{namespace}.requests", config.workers, workers)
             publish_rate = await publish_paced(
                 connection, namespace, config.count, config.seed, config.paced_rate
             )

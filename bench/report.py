@@ -102,7 +102,7 @@ def _results_rows(results: Results) -> list[str]:
     def add(num: str, what: str, figure: Figure | None, vs: str = "", notes: str = "") -> None:
         if figure is None:
             return
-        median = f"{rate(figure.rate)} {figure.unit.split('/')[0]}" if figure.ok else "-"
+        median = f"{figure.rate:,.0f} {figure.unit}" if figure.ok else "-"
         note = "; ".join(x for x in (checks(figure) if figure.unit != "msgs/s" else "", notes) if x)
         if figure.error and figure.unit == "msgs/s":
             note = f"FAILED: {figure.error[:300]}"
@@ -221,7 +221,8 @@ def _results_rows(results: Results) -> list[str]:
                 f"| 5 | same, paced at {results.plan.retry_paced_rate:g}/s (below capacity): "
                 f"retry-delay accuracy | {delays.get('within_pct', 0)}% within delay+1 s | 1 run | "
                 f"late p50 {delays.get('late_p50_s', 0)} s, p95 {delays.get('late_p95_s', 0)} s, "
-                f"max {delays.get('late_max_s', 0)} s | {checks(paced)}; {delays.get('retries', 0):,} "
+                f"max {delays.get('late_max_s', 0)} s | {checks(paced)}; "
+                f"{delays.get('retries', 0):,} "
                 f"retries, {delays.get('early', 0)} early; circuit opened "
                 f"{run.extra.get('circuit_opens', 0)}x |"
             )
@@ -244,13 +245,15 @@ def _results_rows(results: Results) -> list[str]:
     if sync:
         if "error" in sync:
             rows.append(
-                f"| + | synchronous charges via gRPC (bench.sync_rpc) | not available | - | - | {sync['error']} |"
+                "| + | synchronous charges via gRPC (bench.sync_rpc) | not available | - | - | "
+                f"{sync['error']} |"
             )
         else:
             rows.append(
                 f"| + | {sync.get('name', 'sync charges')}, {sync.get('concurrency')} callers | "
-                f"{rate(float(sync.get('charges_per_s', 0)))} | 1 run | p50 {sync.get('p50_ms')} ms, "
-                f"p99 {sync.get('p99_ms')} ms | {sync.get('errors', 0)} errors of {sync.get('count')} |"
+                f"{rate(float(sync.get('charges_per_s', 0)))} | 1 run | "
+                f"p50 {sync.get('p50_ms')} ms, p99 {sync.get('p99_ms')} ms | "
+                f"{sync.get('errors', 0)} errors of {sync.get('count')} |"
             )
     return rows
 
@@ -342,7 +345,8 @@ def _targets(results: Results) -> list[Verdict]:
             out.append(
                 Verdict(
                     f"0 ms, {db}: payproc 2 workers >= {factor:g}x {name.title()}",
-                    f"{rate(two.rate)} vs {rate(peer.rate)} = {ratio(two.rate, peer.rate)} ({runs})",
+                    f"{rate(two.rate)} vs {rate(peer.rate)} = "
+                    f"{ratio(two.rate, peer.rate)} ({runs})",
                     met,
                     "" if met else cause,
                 )
@@ -372,7 +376,8 @@ def _targets(results: Results) -> list[Verdict]:
             out.append(
                 Verdict(
                     f"{lat * 1000:g} ms, prefetch {prefetch}: payproc 1 worker >= 5x Dramatiq",
-                    f"{rate(figure.rate)} vs {rate(dramatiq.rate)} = {ratio(figure.rate, dramatiq.rate)}",
+                    f"{rate(figure.rate)} vs {rate(dramatiq.rate)} = "
+                    f"{ratio(figure.rate, dramatiq.rate)}",
                     met,
                     ""
                     if met
@@ -412,9 +417,9 @@ def _targets(results: Results) -> list[Verdict]:
         if not met:
             cause = (
                 f"steady-state goodput is {rate(steady)} ({pct(steady, zero.rate)}); a failed "
-                f"attempt costs as much work as a good one ({run.checks.get('gateway_requests', 0):,} "
-                f"gateway calls for {run.count:,} payments) and the drain ends with the last retries "
-                f"waiting out their delays"
+                "attempt costs as much work as a good one "
+                f"({run.checks.get('gateway_requests', 0):,} gateway calls for {run.count:,} "
+                "payments) and the drain ends with the last retries waiting out their delays"
             )
             if opens:
                 cause += (

@@ -38,6 +38,7 @@ from bench.common import (
     queue_depth,
     short_id,
     start_gateway,
+    wait_consumers,
     wait_drained,
 )
 from bench.peers.job import create_schema
@@ -145,12 +146,15 @@ async def drain(config: PeerConfig) -> Run:
         depth, _ = await queue_depth(connection, queue)
         if depth != config.count:
             raise BenchError(f"queue holds {depth} messages after publishing {config.count}")
-        cpu = CpuWatch({"gateway": [gateway.proc.pid]})
-        cpu.start()
         worker = Proc(f"{config.framework}-worker", _worker_argv(config, queue), env)
-        cpu.groups["workers"] = [worker.pid]
         sampler = RssSampler([worker.pid])
         sampler.start()
+        # CPU is counted from the moment the workers consume (start-up excluded, as in the
+        # timed window). Dramatiq: one consumer per worker process.
+        consumers = 2 if config.framework == "dramatiq" else 1
+        await wait_consumers(connection, queue, consumers, [worker])
+        cpu = CpuWatch({"gateway": [gateway.proc.pid], "workers": [worker.pid]})
+        cpu.start()
         await wait_drained(
             db,
             "payments",

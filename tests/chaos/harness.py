@@ -139,7 +139,7 @@ class ChaosRun:
         gateway_timeout: float = 0.5,
         prefetch: int = 50,
         extra_env: dict[str, str] | None = None,
-        seed: int = 1,
+        seed: int | None = None,
         rabbitmq_node: str | None = None,
     ) -> None:
         self.amqp_url = amqp_url
@@ -151,7 +151,8 @@ class ChaosRun:
         self.gateway_timeout = gateway_timeout
         self.prefetch = prefetch
         self.extra_env = extra_env or {}
-        self.rng = random.Random(seed)
+        # Fresh payment ids per run: runs may share one database (PostgreSQL test runs).
+        self.rng = random.Random(seed if seed is not None else random.getrandbits(64))
         self.rabbitmq_node = rabbitmq_node
         self.published = Published()
         self.faults: Counter[str] = Counter()

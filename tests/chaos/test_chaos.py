@@ -8,9 +8,12 @@ every payment in exactly one final state, every queue empty, no card number anyw
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from tests.chaos.harness import ChaosRun, assert_invariants
@@ -90,23 +93,17 @@ async def test_outage_longer_than_the_ladder_does_not_park_the_backlog(chaos) ->
     assert "circuit open" in log
 
 
-async def test_database_locked_for_a_while_makes_messages_wait(chaos, database_kind: str) -> None:
-    """While the SQLite database is exclusively locked, payments wait unacked; afterwards
-    all complete and none is parked or lost. Malformed messages mixed in are parked once
-    each, cause no gateway call and no worker restart."""
-    if database_kind != "sqlite":
-        pytest.skip("locks the SQLite file; PostgreSQL outages are covered by the store tests")
+async def test_database_locked_for_a_while_makes_messages_wait(chaos) -> None:
+    """While the store is locked (SQLite: an exclusive file lock; PostgreSQL: an exclusive
+    table lock), payments wait unacked; afterwards all complete and none is parked or lost.
+    Malformed messages mixed in are parked once each, with no gateway call and no restart."""
     run = chaos()
     await run.open(latency=0.005)
     await run.start_worker(0)
     await run.publish(400, malformed=200, decline_rate=0, reject_rate=0)
-    path = run.database_url.removeprefix("sqlite:///")
-    lock = sqlite3.connect(path, timeout=30)
-    lock.execute("BEGIN EXCLUSIVE")
     run.faults["database locked (s)"] = 4
-    await asyncio.sleep(4)  # the fault's duration
-    lock.rollback()
-    lock.close()
+    async with lock_store(run.database_url):
+        await asyncio.sleep(4)  # the fault's duration
     drain = await run.settle(timeout=120)
     report = await run.verify(drain)
     print("\n" + report.table())
@@ -116,6 +113,30 @@ async def test_database_locked_for_a_while_makes_messages_wait(chaos, database_k
     assert report.gateway_requests == 400, "one call per valid payment, none for malformed"
     assert report.worker_restarts == 0
     assert run.workers[0].poll() is None
+
+
+@contextlib.asynccontextmanager
+async def lock_store(database_url: str) -> AsyncIterator[None]:
+    if database_url.startswith("sqlite"):
+        lock = sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=30)
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            lock.rollback()
+            lock.close()
+        return
+    conn = await asyncpg.connect(database_url)
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        await conn.execute("LOCK TABLE payments IN ACCESS EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            await transaction.rollback()
+    finally:
+        await conn.close()
 
 
 async def test_bulk_replay_after_the_gateway_heals_charges_each_payment_once(
