@@ -83,9 +83,9 @@ from schemas.dlq import (
     RoundView,
     Skipped,
 )
-from schemas.outcome import ErrorInfo, ParkReason, PaymentStatus
+from schemas.outcome import ParkReason, PaymentStatus
 from schemas.payment import PaymentRequest
-from schemas.tables import utcnow
+from schemas.tables import last_error_of, utcnow
 
 log = logging.getLogger("payproc.admin")
 
@@ -743,17 +743,12 @@ def _round(row: Row) -> RoundView:
 
 
 def payment_view(row: Row) -> PaymentView:
-    error = (
-        ErrorInfo(code=row["last_error_code"], message=row["last_error_message"] or "")
-        if row["last_error_code"]
-        else None
-    )
     return PaymentView(
         payment_id=row["payment_id"],
         status=PaymentStatus(row["status"]),
         attempts=row["attempts"],
         gateway_charge_id=row["gateway_charge_id"],
-        last_error=error,
+        last_error=last_error_of(row),
         dead_letter_reason=row["dead_letter_reason"],
         updated_at=row["updated_at"],
     )

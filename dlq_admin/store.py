@@ -12,18 +12,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dlq_admin.errors import Unavailable
 from dlq_admin.ports import AuditRecord, EntryFilters, NewEntry, Row
+from processor.db import transaction
 from schemas.dlq import EntryStatus
 from schemas.dlq_tables import AuditLogRow, DlqEntryRow
 from schemas.outcome import ParkReason
@@ -42,6 +42,11 @@ _SUMMARY_COLUMNS = [
 _CHAIN_LIMIT = 50
 
 
+def _unavailable(reason: str) -> Unavailable:
+    # The detail may name hosts; the API answer only says what kind of failure it was.
+    return Unavailable(f"database unavailable: {reason.split(':', 1)[0]}")
+
+
 class SqlDlqStore:
     def __init__(self, engine: AsyncEngine, namespace: str) -> None:
         self._engine = engine
@@ -50,17 +55,8 @@ class SqlDlqStore:
             postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         )
 
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._engine.begin() as conn:
-                yield conn
-        except (OperationalError, InterfaceError, OSError, TimeoutError) as exc:
-            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise Unavailable("database connection lost") from exc
-            raise
+    def _tx(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return transaction(self._engine, _unavailable)
 
     # ---- ingest ------------------------------------------------------------------------
 

@@ -7,10 +7,13 @@ PostgreSQL goes through asyncpg.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 import schemas.dlq_tables
 import schemas.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
@@ -65,3 +68,27 @@ async def create_schema(engine: AsyncEngine) -> None:
     from processor.migrate import upgrade
 
     await upgrade(engine)
+
+
+# Deadlock and serialization failure: the transaction was rolled back and may simply be retried.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+@asynccontextmanager
+async def transaction(
+    engine: AsyncEngine, unavailable: Callable[[str], Exception]
+) -> AsyncIterator[AsyncConnection]:
+    """``engine.begin()`` that turns "the database is not there right now" into
+    ``unavailable(reason)`` (connection refused or lost, locked, deadlocked) and lets every
+    other error, a bug, through unchanged."""
+    try:
+        async with engine.begin() as conn:
+            yield conn
+    except (OperationalError, InterfaceError, OSError, TimeoutError) as exc:
+        raise unavailable(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise unavailable(f"connection lost: {str(exc)[:200]}") from exc
+        if getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
+            raise unavailable(f"transaction aborted: {str(exc)[:200]}") from exc
+        raise

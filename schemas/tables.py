@@ -7,10 +7,14 @@ number is stored: the payment-method token, description and metadata stay in the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
+
+from schemas.outcome import ErrorInfo
 
 
 def utcnow() -> datetime:
@@ -55,3 +59,10 @@ class PaymentAttemptRow(SQLModel, table=True):
     started_at: datetime
     finished_at: datetime
     duration_ms: float
+
+
+def last_error_of(row: Mapping[str, Any]) -> ErrorInfo | None:
+    """The ``ErrorInfo`` stored in a payments row's ``last_error_*`` columns, if any."""
+    if not row["last_error_code"]:
+        return None
+    return ErrorInfo(code=row["last_error_code"], message=row["last_error_message"] or "")

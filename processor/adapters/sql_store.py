@@ -12,17 +12,17 @@ still waits for *its* commit before anything is published or acked.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from processor.db import transaction
 from processor.ports import (
     AlreadyFinal,
     AttemptRecord,
@@ -35,13 +35,11 @@ from processor.ports import (
 )
 from schemas.outcome import FINAL_STATUSES, ErrorInfo, ParkReason, PaymentStatus
 from schemas.payment import PaymentRequest
-from schemas.tables import PaymentAttemptRow, PaymentRow, utcnow
+from schemas.tables import PaymentAttemptRow, PaymentRow, last_error_of, utcnow
 
 _payments = PaymentRow.__table__  # type: ignore[attr-defined]
 _attempts = PaymentAttemptRow.__table__  # type: ignore[attr-defined]
 _FINAL = [s.value for s in FINAL_STATUSES]
-# Deadlock and serialization failures abort one transaction; running it again succeeds.
-_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 _CONFLICT = ErrorInfo(
     code="idempotency_conflict",
     message="payment_id was already used with a different amount, currency or merchant",
@@ -74,19 +72,8 @@ class SqlPaymentStore:
             postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         )
 
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._engine.begin() as conn:
-                yield conn
-        except (OperationalError, InterfaceError, OSError, TimeoutError) as exc:
-            raise StoreUnavailable(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise StoreUnavailable(f"connection lost: {str(exc)[:200]}") from exc
-            if getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
-                raise StoreUnavailable(f"transaction aborted: {str(exc)[:200]}") from exc
-            raise
+    def _tx(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return transaction(self._engine, StoreUnavailable)
 
     # ---- claim ------------------------------------------------------------------------
 
@@ -322,17 +309,12 @@ def _attempt_values(item: RecordItem) -> dict[str, Any]:
 
 
 def _snapshot(row: Any) -> PaymentSnapshot:
-    error = (
-        ErrorInfo(code=row["last_error_code"], message=row["last_error_message"] or "")
-        if row["last_error_code"]
-        else None
-    )
     return PaymentSnapshot(
         payment_id=row["payment_id"],
         status=PaymentStatus(row["status"]),
         attempts=row["attempts"],
         gateway_charge_id=row["gateway_charge_id"],
-        last_error=error,
+        last_error=last_error_of(row),
         dead_letter_reason=row["dead_letter_reason"],
         updated_at=row["updated_at"],
     )
