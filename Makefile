@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-postgres lint bench chaos clean
+.PHONY: demo test lint bench chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,3 +38,14 @@ clean:
 chaos: $(STAMP)
 	./scripts/ensure-services.sh
 	$(BIN)/python -m tests.chaos.soak
+
+# The benchmark: payproc vs the bare aio-pika ceiling, Celery and Dramatiq (about 14 minutes);
+# prints the table and writes bench/results.md.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	./scripts/ensure-services.sh postgres
+	$(BIN)/python -m bench.run --output bench/results.md

@@ -134,12 +134,35 @@ def python(*args: str) -> list[str]:
 # ---- the fake gateway -------------------------------------------------------------------------
 
 
-@dataclass
 class Gateway:
-    proc: Proc
-    url: str
+    """The fake gateway as its own process (``python -m processor fake-gateway``) on a free
+    loopback port. ``launch`` returns at once; ``await ready()`` waits for its address, so
+    its start-up can overlap with pre-filling."""
+
+    def __init__(self, latency: float = 0.0, failure_rate: float = 0.0, seed: int = 7) -> None:
+        argv = python(
+            "-m",
+            "processor",
+            "fake-gateway",
+            "--port",
+            "0",
+            "--latency",
+            f"{latency:g}",
+            "--failure-rate",
+            f"{failure_rate:g}",
+            "--seed",
+            str(seed),
+        )
+        self.proc = Proc("gateway", argv, {})
+        self.url = ""
+
+    async def ready(self) -> str:
+        if not self.url:
+            self.url = await self.proc.wait_for_line(_GATEWAY_LINE)
+        return self.url
 
     def stats(self) -> dict[str, Any]:
+        """The ledger: requests, charges, ``double_charged`` (the keys charged twice)."""
         response = httpx.get(f"{self.url}/_stats", params={"summary": "1"}, timeout=10)
         response.raise_for_status()
         stats: dict[str, Any] = response.json()
@@ -147,26 +170,6 @@ class Gateway:
 
     def stop(self) -> None:
         self.proc.stop()
-
-
-async def start_gateway(latency: float = 0.0, failure_rate: float = 0.0, seed: int = 7) -> Gateway:
-    """``python -m processor fake-gateway`` on a free loopback port, as its own process."""
-    argv = python(
-        "-m",
-        "processor",
-        "fake-gateway",
-        "--port",
-        "0",
-        "--latency",
-        f"{latency:g}",
-        "--failure-rate",
-        f"{failure_rate:g}",
-        "--seed",
-        str(seed),
-    )
-    proc = Proc("gateway", argv, {})
-    url = await proc.wait_for_line(_GATEWAY_LINE)
-    return Gateway(proc, url)
 
 
 # ---- databases --------------------------------------------------------------------------------
@@ -183,7 +186,7 @@ def _epoch(value: Any) -> float | None:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        return value.timestamp()
+        return float(value.timestamp())
     raise TypeError(f"not a timestamp: {value!r}")
 
 
@@ -464,9 +467,8 @@ class CpuWatch:
         capacity = elapsed * (os.cpu_count() or 1)
         self.result = {k: round(100 * v / capacity, 1) for k, v in split.items()}
         self.result["busy"] = round(sum(100 * v / capacity for v in split.values()), 1)
-        for name in self.groups:
-            self.result[f"{name}_cpu_s"] = round(split[name], 2)
-        self.result["broker_cpu_s"] = round(split["broker"], 2)
+        for name, used in split.items():
+            self.result[f"{name}_cpu_s"] = round(used, 2)
         self.result["seconds"] = round(elapsed, 2)
         return self.result
 
@@ -553,6 +555,14 @@ class Run:
     @property
     def rate(self) -> float:
         return self.count / self.seconds if self.seconds > 0 else 0.0
+
+    def cpu_ms(self, group: str) -> float:
+        """Milliseconds of CPU ``group`` spent per payment during the run."""
+        return 1000 * self.cpu.get(f"{group}_cpu_s", 0.0) / self.count if self.count else 0.0
+
+    def system_cpu_ms(self) -> float:
+        """Machine CPU per payment for the job itself: workers, broker, database, gateway."""
+        return sum(self.cpu_ms(g) for g in ("workers", "broker", "db", "gateway"))
 
 
 @dataclass

@@ -29,6 +29,7 @@ from bench.common import (
     BenchError,
     CpuWatch,
     Database,
+    Gateway,
     Proc,
     RssSampler,
     Run,
@@ -37,7 +38,6 @@ from bench.common import (
     python,
     queue_depth,
     short_id,
-    start_gateway,
     wait_consumers,
     wait_drained,
 )
@@ -111,12 +111,19 @@ async def cleanup_namespace(connection: Any, namespace: str, delays: str) -> Non
         await delete_topology(connection, Names(namespace), parse_delays(delays))
 
 
-async def migrate(env: dict[str, str]) -> None:
+def launch_migrate(env: dict[str, str]) -> Proc:
     """``payproc db upgrade`` on the fresh database (the worker refuses an empty PostgreSQL
-    schema; SQLite would upgrade itself, but doing it here keeps start-up out of the timing)."""
-    proc = Proc("db-upgrade", python("-m", "processor", "db", "upgrade"), env)
+    schema; SQLite would upgrade itself, but doing it first keeps it out of the timing)."""
+    return Proc("db-upgrade", python("-m", "processor", "db", "upgrade"), env)
+
+
+async def finish_migrate(proc: Proc) -> None:
     if await asyncio.to_thread(proc.popen.wait) != 0:
         raise BenchError(f"payproc db upgrade failed:\n{proc.tail()}")
+
+
+async def migrate(env: dict[str, str]) -> None:
+    await finish_migrate(launch_migrate(env))
 
 
 Inspect = Callable[[Database, Run], Awaitable[None]]
@@ -128,28 +135,31 @@ async def drain(config: PayprocConfig, inspect: Inspect | None = None) -> Run:
     label = f"payproc {config.workers}w {config.db} {config.latency * 1000:g}ms p{config.prefetch}"
     db = Database(config.db, "pp")
     connection = await connect()
-    gateway = None
+    gateway: Gateway | None = None
     workers: list[Proc] = []
+    migration: Proc | None = None
     try:
-        gateway = await start_gateway(config.latency, config.failure_rate, seed=config.seed)
-        publish_rate = await prefill(
-            connection, namespace, 0 if config.paced_rate else config.count, config.seed, config
-        )
-        depth, _ = await queue_depth(connection, f"{namespace}.requests")
-        if depth != (0 if config.paced_rate else config.count):
-            raise BenchError(f"queue holds {depth} messages after pre-filling {config.count}")
         env = {
             "PAYPROC_AMQP_URL": AMQP_URL,
             "PAYPROC_NAMESPACE": namespace,
             "PAYPROC_DATABASE_URL": db.url,
-            "PAYPROC_GATEWAY_URL": gateway.url,
             "PAYPROC_PREFETCH": str(config.prefetch),
             "PAYPROC_RETRY_DELAYS": config.retry_delays,
             "PAYPROC_MAX_ATTEMPTS": str(config.max_attempts),
             "PAYPROC_METRICS_BIND": "off",
             "PAYPROC_LOG_LEVEL": "WARNING",
         }
-        await migrate(env)
+        # Gateway and schema start-up overlap with pre-filling; none of it is timed.
+        gateway = Gateway(config.latency, config.failure_rate, seed=config.seed)
+        migration = launch_migrate(env)
+        publish_rate = await prefill(
+            connection, namespace, 0 if config.paced_rate else config.count, config.seed, config
+        )
+        depth, _ = await queue_depth(connection, f"{namespace}.requests")
+        if depth != (0 if config.paced_rate else config.count):
+            raise BenchError(f"queue holds {depth} messages after pre-filling {config.count}")
+        env["PAYPROC_GATEWAY_URL"] = await gateway.ready()
+        await finish_migrate(migration)
         for index in range(config.workers):
             workers.append(
                 Proc(f"worker{index}", python("-m", "processor", "worker", "--grace", "5"), env)
@@ -198,8 +208,6 @@ async def drain(config: PayprocConfig, inspect: Inspect | None = None) -> Run:
                 "rss_mb": round(sampler.peak_mb, 1),
                 "goodput": round(statuses.get("succeeded", 0) / (end - start), 1),
                 "steady_rate": round(db.steady_rate(["succeeded"])),
-                "worker_cpu_ms": round(1000 * usage.get("workers_cpu_s", 0) / config.count, 3),
-                "broker_cpu_ms": round(1000 * usage.get("broker_cpu_s", 0) / config.count, 3),
             },
         )
         if stats["double_charged"]:
@@ -217,6 +225,8 @@ async def drain(config: PayprocConfig, inspect: Inspect | None = None) -> Run:
             await inspect(db, run)
         return run
     finally:
+        if migration is not None:
+            migration.stop()
         for worker in workers:
             worker.stop()
         if gateway is not None:

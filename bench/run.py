@@ -29,6 +29,7 @@ from typing import Any
 
 from bench import ceiling, memory, retries
 from bench.common import (
+    LOG_DIR,
     Figure,
     Run,
     background_busy,
@@ -79,8 +80,8 @@ FULL = Plan(
     zero_dbs=(("postgres", 3), ("sqlite", 1)),
     latency=0.05,
     latency_db="postgres",
-    latency_payproc_count=10_000,
-    latency_peer_count=3_000,
+    latency_payproc_count=8_000,
+    latency_peer_count=2_400,
     retry_db="postgres",
     retry_count=20_000,
     retry_paced_count=3_000,
@@ -88,7 +89,7 @@ FULL = Plan(
     memory_count=50_000,
     admin_entries=100_000,
     admin_requests=200,
-    admin_replay=5_000,
+    admin_replay=3_000,
     sync_count=2_000,
 )
 
@@ -307,8 +308,17 @@ RUNNERS: dict[str, Callable[[Results], Awaitable[None]]] = {
 }
 
 
+def _clear_logs() -> None:
+    """Child-process logs of the previous run go; this run's stay for inspection."""
+    if LOG_DIR.is_dir():
+        for old in LOG_DIR.glob("*.log"):
+            with contextlib.suppress(OSError):
+                old.unlink()
+
+
 async def main_async(plan: Plan, only: list[str]) -> Results:
     started = time.monotonic()
+    _clear_logs()
     results = Results(plan, scenarios=tuple(only) if only else SCENARIOS)
     results.background_busy = await asyncio.to_thread(background_busy, 2.0)
     connection = await connect()
@@ -363,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report.render(results)
     print(text, flush=True)
     ns.output.write_text(text + "\n")
-    log(f"written to {ns.output}; total {results.total_seconds:.0f} s")
+    log(f"written to {ns.output}; logs in {LOG_DIR}; total {results.total_seconds:.0f} s")
     return report.exit_status(results)
 
 

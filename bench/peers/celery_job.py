@@ -55,7 +55,7 @@ def _get_job() -> Any:
     return _job
 
 
-@app.task(name="bench.charge", acks_late=True, ignore_result=True)
+@app.task(name="bench.charge", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
 def charge(payment: dict[str, Any]) -> str:
     """Validate, charge with the idempotency key, record the outcome."""
     result: str = _get_job().run(payment)
