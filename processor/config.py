@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     admin_ingest_prefetch: int = Field(default=200, ge=1, le=5000)
     """Parked messages the admin's DLQ ingest consumer holds unacked at once."""
     circuit_threshold: int = Field(default=20, ge=1, le=10_000)
-    """Consecutive transient gateway failures that open the circuit (consumption pauses)."""
+    """Window of recent gateway answers; 90% transient opens the circuit (consumption pauses)."""
     circuit_cooldown: float = Field(default=5.0, gt=0, le=3600)
     """Seconds before an open circuit lets one probe message through (doubles, max 60 s)."""
     store_patience: float = Field(default=120.0, gt=0, le=86_400)

@@ -23,7 +23,7 @@ from processor.adapters.http_gateway import HttpGateway
 from processor.adapters.resilient_store import ResilientStore
 from processor.adapters.sql_store import SqlPaymentStore
 from processor.chaos import DieAfterCharge
-from processor.circuit import CircuitBreaker, CircuitState
+from processor.circuit import CircuitBreaker, CircuitState, WatchedGateway
 from processor.clock import SystemClock
 from processor.config import Settings
 from processor.consumer import PaymentConsumer
@@ -95,7 +95,9 @@ class Worker:
                 connection, self.names, settings.retry_delays, settings.delivery_limit
             )
             await publisher.open()
-            charger: Gateway = MeteredGateway(gateway, self.metrics)
+            charger: Gateway = WatchedGateway(
+                MeteredGateway(gateway, self.metrics), self._on_gateway_answer
+            )
             if settings.chaos_kill_after_charge > 0:
                 charger = DieAfterCharge(gateway, settings.chaos_kill_after_charge)
             deps = Deps(
@@ -176,10 +178,12 @@ class Worker:
 
     def _on_outcome(self, handled: Handled, _seconds: float) -> None:
         self.metrics.observe(handled)
-        if handled.transient is None:
-            return
+
+    def _on_gateway_answer(self, transient: bool) -> None:
+        """Feed the breaker in the order the gateway answers (not the order in which the
+        payments finish: outcomes of one batch commit finish together)."""
         before = self.circuit.state
-        after = self.circuit.record(handled.transient, asyncio.get_running_loop().time())
+        after = self.circuit.record(transient, asyncio.get_running_loop().time())
         if before != after:
             log.warning("circuit %s -> %s", before.value, after.value)
             self.metrics.set_circuit(after)

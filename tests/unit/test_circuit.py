@@ -94,3 +94,16 @@ def test_max_cooldown_below_the_base_is_raised_to_the_base() -> None:
     breaker.half_open()
     breaker.record(True, 30.0)
     assert breaker.cooldown == 30.0
+
+
+def test_clustered_random_failures_do_not_open_the_circuit() -> None:
+    """30% failures arriving in runs of up to 15 (as batches finish together) never trip a
+    20-answer window; a real outage (every answer failing) does."""
+    breaker = CircuitBreaker(threshold=20, cooldown=5.0)
+    pattern = [True] * 15 + [False] * 35  # 30% failures, clustered
+    for now, transient in enumerate(pattern * 200):
+        breaker.record(transient, float(now))
+    assert breaker.times_opened == 0
+    for now in range(20):
+        breaker.record(True, 20_000.0 + now)
+    assert breaker.state is CircuitState.OPEN
