@@ -62,6 +62,18 @@ def available() -> str | None:
     return None
 
 
+def bulk_concurrency() -> int | None:
+    """How many entries a bulk replay works on at once (``DlqAdmin``'s default), if known."""
+    with contextlib.suppress(Exception):
+        import inspect
+
+        from dlq_admin.service import DlqAdmin
+
+        default = inspect.signature(DlqAdmin).parameters["bulk_concurrency"].default
+        return int(default)
+    return None
+
+
 def _sync_url(db: Database) -> str:
     if db.kind == "sqlite":
         return db.url
@@ -265,6 +277,7 @@ async def measure(db_kind: str, entries: int, requests: int, replay: int) -> dic
             "replay_seconds": round(replay_seconds, 3),
             "replay_rate": round(replayed / replay_seconds) if replay_seconds > 0 else 0,
             "replay_queue_depth": depth,
+            "bulk_concurrency": bulk_concurrency(),
         }
     finally:
         if server is not None:
