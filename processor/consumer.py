@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
+from processor.acks import AckCoalescer
 from processor.decode import Invalid, decode_request
 from processor.envelope import Envelope
 from processor.ports import PublishFailed, StoreUnavailable
@@ -71,8 +73,14 @@ class PaymentConsumer:
         self._on_outcome = on_outcome
         self.stats = ConsumerStats()
         self.in_flight: set[asyncio.Task[None]] = set()
+        self.acks = AckCoalescer()
+        # Lease owner of each handling: unique per process start and per message (cheaper
+        # than a uuid4 per message).
+        self._owner_prefix = f"{ORIGIN}:{secrets.token_hex(4)}:"
+        self._handled = itertools.count(1)
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
+        self.acks.delivered(message)
         task = asyncio.current_task()
         if task is not None:
             self.in_flight.add(task)
@@ -85,7 +93,7 @@ class PaymentConsumer:
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
         envelope = envelope_from(message)
-        owner = f"{ORIGIN}:{uuid.uuid4().hex[:12]}"
+        owner = f"{self._owner_prefix}{next(self._handled)}"
         decoded = decode_request(envelope.body, envelope.content_type)
         request = decoded if isinstance(decoded, PaymentRequest) else None
         try:
@@ -158,10 +166,10 @@ class PaymentConsumer:
         """Ack (``requeue=None``) or return the message; a stale channel is not an error."""
         try:
             if requeue is None:
-                await message.ack()
+                await self.acks.ack(message)
             else:
                 self.stats.requeued += 1
-                await message.nack(requeue=True)
+                await self.acks.nack(message, requeue=True)
         except (ChannelInvalidStateError, AMQPError, ConnectionError, RuntimeError) as exc:
             # Received before a reconnect: the broker has already re-queued it and will
             # deliver it again; the store makes that redelivery harmless.

@@ -90,6 +90,7 @@ class Worker:
         )
         self._connection = connection
         publisher = AmqpPublisher(connection, self.names)
+        sql_store: SqlPaymentStore | None = None
         try:
             await declare_topology(
                 connection, self.names, settings.retry_delays, settings.delivery_limit
@@ -100,11 +101,10 @@ class Worker:
             )
             if settings.chaos_kill_after_charge > 0:
                 charger = DieAfterCharge(gateway, settings.chaos_kill_after_charge)
+            sql_store = SqlPaymentStore(engine)
             deps = Deps(
                 gateway=charger,
-                store=ResilientStore(
-                    BatchingStore(SqlPaymentStore(engine)), settings.store_patience
-                ),
+                store=ResilientStore(BatchingStore(sql_store), settings.store_patience),
                 publisher=publisher,
                 policy=settings.policy,
                 clock=SystemClock(),
@@ -137,6 +137,8 @@ class Worker:
             await publisher.close()
             await connection.close()
             await gateway.aclose()
+            if sql_store is not None:
+                await sql_store.aclose()
             await engine.dispose()
 
     async def _start_consuming(self, prefetch: int) -> None:
@@ -238,3 +240,13 @@ class Worker:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
+        stats = self._consumer.stats
+        log.info(
+            "worker stopped",
+            extra={
+                "handled": sum(stats.outcomes.values()),
+                "gateway_calls": stats.gateway_calls,
+                "requeued": stats.requeued,
+                "ack_frames": self._consumer.acks.frames,
+            },
+        )

@@ -12,7 +12,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from processor.adapters.sql_store import ClaimItem, RecordItem, SqlPaymentStore
+from processor.adapters.sql_store import SqlPaymentStore
+from processor.adapters.store_rows import ClaimItem, RecordItem
 from processor.ports import AttemptRecord, ClaimResult, PaymentSnapshot
 from schemas.outcome import ErrorInfo, ParkReason, PaymentStatus
 from schemas.payment import PaymentRequest

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,55 +21,45 @@ from sqlalchemy import and_, bindparam, func, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from processor.adapters.pg_batches import PgBatches
+from processor.adapters.store_rows import (
+    ClaimItem,
+    RecordItem,
+    attempt_values,
+    snapshot_of,
+    why_not_claimed,
+)
 from processor.db import transaction
 from processor.ports import (
-    AlreadyFinal,
     AttemptRecord,
     Claimed,
     ClaimResult,
-    FingerprintConflict,
-    HeldElsewhere,
     PaymentSnapshot,
     StoreUnavailable,
 )
 from schemas.outcome import FINAL_STATUSES, ErrorInfo, ParkReason, PaymentStatus
 from schemas.payment import PaymentRequest
-from schemas.tables import PaymentAttemptRow, PaymentRow, last_error_of, utcnow
+from schemas.tables import PaymentAttemptRow, PaymentRow, utcnow
 
 _payments = PaymentRow.__table__  # type: ignore[attr-defined]
 _attempts = PaymentAttemptRow.__table__  # type: ignore[attr-defined]
 _FINAL = [s.value for s in FINAL_STATUSES]
-_CONFLICT = ErrorInfo(
-    code="idempotency_conflict",
-    message="payment_id was already used with a different amount, currency or merchant",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimItem:
-    request: PaymentRequest
-    owner: str
-    lease_seconds: float
-    reopen: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RecordItem:
-    payment_id: str
-    owner: str
-    attempt: AttemptRecord
-    status: PaymentStatus
-    charge_id: str | None = None
-    error: ErrorInfo | None = None
-    park_reason: ParkReason | None = None
 
 
 class SqlPaymentStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """The portable store; on PostgreSQL, claims and outcomes take ``PgBatches`` (one
+    statement per batch) unless ``pg_fast_path`` is off (the tests run both)."""
+
+    def __init__(self, engine: AsyncEngine, *, pg_fast_path: bool = True) -> None:
         self._engine = engine
-        self._insert: Any = (
-            postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        )
+        on_postgres = engine.dialect.name == "postgresql"
+        self._insert: Any = postgresql.insert if on_postgres else sqlite.insert
+        self._pg = PgBatches(engine) if on_postgres and pg_fast_path else None
+
+    async def aclose(self) -> None:
+        """Close the fast path's own connections (the engine is its owner's to dispose)."""
+        if self._pg is not None:
+            await self._pg.aclose()
 
     def _tx(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return transaction(self._engine, StoreUnavailable)
@@ -85,6 +74,8 @@ class SqlPaymentStore:
     async def claim_many(self, items: Sequence[ClaimItem]) -> list[ClaimResult]:
         """Claim a batch in one transaction; results are in the order of ``items``."""
         now = utcnow()
+        if self._pg is not None:
+            return await self._pg.claim_many(items, now)
         results: list[ClaimResult | None] = [None] * len(items)
         async with self._tx() as conn:
             # One upsert per reopen flag; a payment_id appearing twice goes in once (the
@@ -110,10 +101,10 @@ class SqlPaymentStore:
                 found = await conn.execute(
                     select(_payments).where(_payments.c.payment_id.in_(sorted(losers)))
                 )
-                existing = {row.payment_id: row for row in found.all()}
+                existing = {row.payment_id: row._mapping for row in found.all()}
         for index, item in enumerate(items):
             if results[index] is None:
-                results[index] = _why_not_claimed(existing.get(item.request.key), item, now)
+                results[index] = why_not_claimed(existing.get(item.request.key), item, now)
         return [r for r in results if r is not None]
 
     def _claim_values(self, item: ClaimItem, now: datetime) -> dict[str, Any]:
@@ -190,8 +181,10 @@ class SqlPaymentStore:
     async def record_many(self, items: Sequence[RecordItem]) -> list[PaymentSnapshot]:
         """Commit a batch of attempt outcomes in one transaction (order of ``items``)."""
         now = utcnow()
+        if self._pg is not None:
+            return await self._pg.record_many(items, now)
         table = _payments
-        attempt_rows = [_attempt_values(item) for item in items]
+        attempt_rows = [attempt_values(item) for item in items]
         updates = [
             {
                 "b_payment_id": item.payment_id,
@@ -234,7 +227,7 @@ class SqlPaymentStore:
         missing = [i.payment_id for i in items if i.payment_id not in rows]
         if missing:
             raise StoreUnavailable(f"payment {missing[0]} is missing")
-        return [_snapshot(rows[item.payment_id]._mapping) for item in items]
+        return [snapshot_of(rows[item.payment_id]._mapping) for item in items]
 
     # ---- the rest -------------------------------------------------------------------------
 
@@ -259,7 +252,7 @@ class SqlPaymentStore:
             row = (
                 await conn.execute(select(table).where(table.c.payment_id == payment_id))
             ).first()
-        return _snapshot(row._mapping) if row is not None else None
+        return snapshot_of(row._mapping) if row is not None else None
 
     async def release(self, payment_id: str, owner: str) -> None:
         async with self._tx() as conn:
@@ -274,47 +267,4 @@ class SqlPaymentStore:
             row = (
                 await conn.execute(select(_payments).where(_payments.c.payment_id == payment_id))
             ).first()
-        return _snapshot(row._mapping) if row is not None else None
-
-
-def _why_not_claimed(row: Any, item: ClaimItem, now: datetime) -> ClaimResult:
-    if row is None:  # pragma: no cover - the upsert either inserted or found a row
-        raise StoreUnavailable("payment row vanished during claim")
-    if row.fingerprint != item.request.fingerprint() and not item.reopen:
-        return FingerprintConflict(_CONFLICT)
-    snapshot = _snapshot(row._mapping)
-    if snapshot.status.is_final and not (
-        item.reopen and snapshot.status is PaymentStatus.DEAD_LETTERED
-    ):
-        return AlreadyFinal(snapshot)
-    lease_until: datetime | None = row.lease_until
-    seconds_left = (lease_until - now).total_seconds() if lease_until else 0.0
-    return HeldElsewhere(max(seconds_left, 0.0))
-
-
-def _attempt_values(item: RecordItem) -> dict[str, Any]:
-    attempt = item.attempt
-    return {
-        "payment_id": item.payment_id,
-        "attempt": attempt.attempt,
-        "outcome": attempt.outcome,
-        "http_status": attempt.http_status,
-        "error_code": attempt.error.code if attempt.error else None,
-        "error_message": attempt.error.message[:1000] if attempt.error else None,
-        "replay_of": attempt.replay_of,
-        "started_at": attempt.started_at,
-        "finished_at": attempt.finished_at,
-        "duration_ms": (attempt.finished_at - attempt.started_at).total_seconds() * 1000,
-    }
-
-
-def _snapshot(row: Any) -> PaymentSnapshot:
-    return PaymentSnapshot(
-        payment_id=row["payment_id"],
-        status=PaymentStatus(row["status"]),
-        attempts=row["attempts"],
-        gateway_charge_id=row["gateway_charge_id"],
-        last_error=last_error_of(row),
-        dead_letter_reason=row["dead_letter_reason"],
-        updated_at=row["updated_at"],
-    )
+        return snapshot_of(row._mapping) if row is not None else None

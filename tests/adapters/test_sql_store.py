@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from processor.adapters.batching_store import BatchingStore
 from processor.adapters.resilient_store import ResilientStore
-from processor.adapters.sql_store import ClaimItem, SqlPaymentStore
+from processor.adapters.sql_store import SqlPaymentStore
+from processor.adapters.store_rows import ClaimItem
 from processor.db import create_schema, make_engine
 from processor.ports import (
     AlreadyFinal,
@@ -56,11 +57,29 @@ def pg_url() -> Iterator[str]:
         pg.drop_database(PG_ADMIN_URL, name)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("postgres-portable", marks=pytest.mark.postgres),
+    ]
+)
+def db_kind(request: pytest.FixtureRequest) -> str:
+    """PostgreSQL runs twice: with the one-statement batches of ``PgBatches`` (what the
+    worker uses) and with the portable SQLAlchemy statements (what SQLite uses)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(db_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if db_kind.startswith("postgres"):
         return str(request.getfixturevalue("pg_url"))
     return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture
+def fast_path(db_kind: str) -> bool:
+    return db_kind != "postgres-portable"
 
 
 @pytest.fixture
@@ -72,9 +91,9 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture(params=["direct", "batching"])
-def store(engine: AsyncEngine, request: pytest.FixtureRequest) -> PaymentStore:
+def store(engine: AsyncEngine, fast_path: bool, request: pytest.FixtureRequest) -> PaymentStore:
     """The SQL store, alone and behind the worker's group-commit wrapper: same semantics."""
-    sql = SqlPaymentStore(engine)
+    sql = SqlPaymentStore(engine, pg_fast_path=fast_path)
     return BatchingStore(sql) if request.param == "batching" else sql
 
 
@@ -341,17 +360,17 @@ async def test_get_of_an_unknown_payment_is_none(store: PaymentStore) -> None:
 
 @pytest.mark.parametrize("existing", [False, True], ids=["new-row", "retrying-row"])
 async def test_concurrent_claims_let_exactly_one_owner_through(
-    db_url: str, engine: AsyncEngine, existing: bool
+    db_url: str, engine: AsyncEngine, existing: bool, fast_path: bool
 ) -> None:
     """Twenty workers racing, each on its own connection, for one payment: exactly one wins."""
     request = make_request()
-    store = SqlPaymentStore(engine)
+    store = SqlPaymentStore(engine, pg_fast_path=fast_path)
     if existing:
         await store.claim(request, "w0", LEASE, reopen=False)
         await store.record(request.key, "w0", attempt(), PaymentStatus.RETRYING, error=BUSY)
     engines = [make_engine(db_url, pool_size=1) for _ in range(20)]
     try:
-        stores = [SqlPaymentStore(e) for e in engines]
+        stores = [SqlPaymentStore(e, pg_fast_path=fast_path) for e in engines]
         # Open every connection first so the claims themselves race, not the connects.
         for s in stores:
             await s.get(request.key)
@@ -367,10 +386,10 @@ async def test_concurrent_claims_let_exactly_one_owner_through(
 
 
 async def test_concurrent_claims_through_one_batching_store_let_one_owner_through(
-    engine: AsyncEngine,
+    engine: AsyncEngine, fast_path: bool
 ) -> None:
     """Copies of one payment batched into the same transaction still yield a single claim."""
-    store = BatchingStore(SqlPaymentStore(engine))
+    store = BatchingStore(SqlPaymentStore(engine, pg_fast_path=fast_path))
     request = make_request()
     results = await asyncio.gather(
         *(store.claim(request, f"copy-{i}", LEASE, reopen=False) for i in range(20))
@@ -380,12 +399,12 @@ async def test_concurrent_claims_through_one_batching_store_let_one_owner_throug
 
 
 async def test_concurrent_batches_in_opposite_orders_do_not_deadlock(
-    db_url: str, engine: AsyncEngine
+    db_url: str, engine: AsyncEngine, fast_path: bool
 ) -> None:
     """Two workers claiming the same payments in reverse order both finish, one claim each."""
     engines = [make_engine(db_url, pool_size=1) for _ in range(2)]
     try:
-        first, second = (SqlPaymentStore(e) for e in engines)
+        first, second = (SqlPaymentStore(e, pg_fast_path=fast_path) for e in engines)
         for _ in range(5):
             requests = [make_request() for _ in range(100)]
             forward = [ClaimItem(r, "w1", -1.0, False) for r in requests]
