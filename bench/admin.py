@@ -9,9 +9,10 @@ started and driven over HTTP with httpx, one request at a time:
 * ``GET /dlq/messages`` (first page, default size), ``?reason=...`` (a filter), and pages
   deep in the listing (following ``next_cursor``): p50/p95 over ``requests`` calls each;
 * ``POST /dlq/replay {"reason": ..., "limit": replay}``: entries republished per second
-  (claim, confirmed publish, commit each). The admin throttles bulk replays with a token
-  bucket (``PAYPROC_ADMIN_REPLAY_RATE``, default 500/s); the benchmark raises it to measure
-  what the mechanism can do, and reports the default too.
+  (in chunks: one claim transaction, confirmed publishes all in flight, one settling
+  transaction, then the ``payment.replayed`` events). The admin throttles bulk replays with a
+  token bucket (``PAYPROC_ADMIN_REPLAY_RATE``, default 500/s); the benchmark raises it to
+  measure what the mechanism can do, and reports the default too.
 
 Tolerant by design: while ``dlq_admin`` is missing or incomplete, ``run`` returns
 ``{"available": False, "reason": ...}`` and the table says "admin: not available".
@@ -62,16 +63,25 @@ def available() -> str | None:
     return None
 
 
-def bulk_concurrency() -> int | None:
-    """How many entries a bulk replay works on at once (``DlqAdmin``'s default), if known."""
+def _admin_default(name: str) -> int | None:
     with contextlib.suppress(Exception):
         import inspect
 
         from dlq_admin.service import DlqAdmin
 
-        default = inspect.signature(DlqAdmin).parameters["bulk_concurrency"].default
+        default = inspect.signature(DlqAdmin).parameters[name].default
         return int(default)
     return None
+
+
+def bulk_concurrency() -> int | None:
+    """How many chunks a bulk replay has in flight at once (``DlqAdmin``'s default), if known."""
+    return _admin_default("bulk_concurrency")
+
+
+def bulk_chunk() -> int | None:
+    """How many entries one bulk-replay chunk holds (``DlqAdmin``'s default), if known."""
+    return _admin_default("bulk_chunk")
 
 
 def _sync_url(db: Database) -> str:
@@ -278,6 +288,7 @@ async def measure(db_kind: str, entries: int, requests: int, replay: int) -> dic
             "replay_rate": round(replayed / replay_seconds) if replay_seconds > 0 else 0,
             "replay_queue_depth": depth,
             "bulk_concurrency": bulk_concurrency(),
+            "bulk_chunk": bulk_chunk(),
         }
     finally:
         if server is not None:

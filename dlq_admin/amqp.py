@@ -11,23 +11,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
+import aiormq
 import orjson
 from aio_pika.abc import (
     AbstractChannel,
-    AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
 from aiormq.exceptions import ChannelNotFoundEntity
+from pamqp.commands import Basic
 
 from dlq_admin.errors import Unavailable
-from dlq_admin.ports import PublishError, RawMessage
+from dlq_admin.ports import OutgoingRequest, PublishError, RawMessage
 from dlq_admin.service import DlqAdmin
 from retry.names import REQUEST_ROUTING_KEY, Names
 from retry.topology import quorum_arguments
@@ -42,6 +44,8 @@ _PUBLISH_ERRORS = (
     ConnectionError,
     RuntimeError,
 )
+_CONFIRM_TIMEOUT = 15.0
+_PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
 
 async def declare_dlq_topology(connection: AbstractRobustConnection, names: Names) -> None:
@@ -62,57 +66,181 @@ async def declare_dlq_topology(connection: AbstractRobustConnection, names: Name
 
 
 class AmqpReplayPublisher:
-    """Publishes replays on a confirming channel whose returns raise (``mandatory``)."""
+    """Publishes replays on a confirming channel whose returns raise (``mandatory``).
+
+    A batch is pipelined: every message is handed to the connection's writer without waiting
+    for its socket write (aiormq's ``wait=False``, so the channel lock is not held across a
+    write) and then each waits for its own confirm, so a chunk of a bulk replay costs one
+    round trip, not one per message.
+
+    aiormq matches a ``basic.return`` to its publish by ``message_id``, so two messages with
+    the same ``message_id`` (two parked entries of one payment) must not be in flight
+    together, or the return of one could fail the other and let the returned one count as
+    confirmed. A request whose ``message_id`` is in flight waits until that one is settled.
+    """
 
     def __init__(self, connection: AbstractRobustConnection, names: Names) -> None:
         self._connection = connection
         self._names = names
         self._channel: AbstractChannel | None = None
-        self._exchange: AbstractExchange | None = None
-        self._events: AbstractExchange | None = None
         self.published = 0
+        self._in_flight: dict[str, asyncio.Event] = {}
 
     async def open(self) -> None:
-        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-        self._channel = channel
-        self._exchange = await channel.get_exchange(self._names.exchange, ensure=False)
-        self._events = await channel.get_exchange(self._names.events, ensure=False)
+        self._channel = await self._connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
 
     async def close(self) -> None:
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
 
+    async def _underlay(self) -> aiormq.Channel:
+        """The open aiormq channel (a robust channel waits for a reconnect, bounded)."""
+        channel = self._channel
+        if channel is None:
+            raise PublishError("publisher is not open")
+        try:
+            async with asyncio.timeout(_CONFIRM_TIMEOUT):
+                if channel.is_closed:
+                    raise ChannelInvalidStateError("the replay channel is closed")
+                underlay = await channel.get_underlay_channel()
+        except _PUBLISH_ERRORS as exc:
+            raise _publish_error(exc) from exc
+        if not isinstance(underlay, aiormq.Channel):  # pragma: no cover - aio-pika wraps aiormq
+            raise PublishError(f"unexpected channel type {type(underlay).__name__}")
+        return underlay
+
+    async def _send(
+        self,
+        underlay: aiormq.Channel,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: Basic.Properties,
+        mandatory: bool,
+    ) -> PublishError | None:
+        """Publish one message and wait for its confirm; the failure is returned."""
+        try:
+            await underlay.basic_publish(
+                body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=properties,
+                mandatory=mandatory,
+                wait=False,
+            )
+        except _PUBLISH_ERRORS as exc:
+            return _publish_error(exc)
+        return None
+
+    async def _request(
+        self, underlay: aiormq.Channel, request: OutgoingRequest
+    ) -> PublishError | None:
+        message_id = request.message_id
+        properties = Basic.Properties(
+            headers=request.headers,
+            content_type="application/json",
+            message_id=message_id,
+            delivery_mode=_PERSISTENT,
+            timestamp=datetime.now(UTC),
+        )
+        if message_id is None:
+            error = await self._send(
+                underlay, self._names.exchange, REQUEST_ROUTING_KEY, request.body, properties, True
+            )
+        else:
+            while (other := self._in_flight.get(message_id)) is not None:
+                await other.wait()
+            settled = self._in_flight[message_id] = asyncio.Event()
+            try:
+                error = await self._send(
+                    underlay,
+                    self._names.exchange,
+                    REQUEST_ROUTING_KEY,
+                    request.body,
+                    properties,
+                    True,
+                )
+            finally:
+                del self._in_flight[message_id]
+                settled.set()
+        if error is None:
+            self.published += 1
+        return error
+
+    async def publish_requests(
+        self, requests: Sequence[OutgoingRequest]
+    ) -> list[PublishError | None]:
+        if not requests:
+            return []
+        try:
+            underlay = await self._underlay()
+        except PublishError as exc:
+            return [exc] * len(requests)
+        return await _within_deadline([self._request(underlay, r) for r in requests])
+
     async def publish_request(
         self, body: bytes, headers: dict[str, Any], message_id: str | None
     ) -> None:
-        if self._exchange is None:
-            raise PublishError("publisher is not open")
-        message = aio_pika.Message(
-            body,
-            headers=headers,
-            content_type="application/json",
-            message_id=message_id,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            timestamp=datetime.now(UTC),
-        )
+        [error] = await self.publish_requests([OutgoingRequest(body, headers, message_id)])
+        if error is not None:
+            raise error
+
+    async def publish_events(
+        self, events: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[PublishError]:
+        if not events:
+            return []
         try:
-            await self._exchange.publish(message, REQUEST_ROUTING_KEY, mandatory=True, timeout=15)
-        except _PUBLISH_ERRORS as exc:
-            raise PublishError(f"{type(exc).__name__}: {exc}"[:300]) from exc
-        self.published += 1
+            underlay = await self._underlay()
+        except PublishError as exc:
+            return [exc] * len(events)
+        exchange = self._names.events
+        outcomes = await _within_deadline(
+            [
+                self._send(
+                    underlay,
+                    exchange,
+                    routing_key,
+                    orjson.dumps(body),
+                    Basic.Properties(content_type="application/json", delivery_mode=_PERSISTENT),
+                    False,
+                )
+                for routing_key, body in events
+            ]
+        )
+        return [error for error in outcomes if error is not None]
 
     async def publish_event(self, routing_key: str, body: dict[str, Any]) -> None:
-        if self._events is None:
-            return
-        message = aio_pika.Message(
-            orjson.dumps(body),
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        )
-        try:
-            await self._events.publish(message, routing_key, mandatory=False, timeout=15)
-        except _PUBLISH_ERRORS as exc:
-            raise PublishError(f"{type(exc).__name__}: {exc}"[:300]) from exc
+        errors = await self.publish_events([(routing_key, body)])
+        if errors:
+            raise errors[0]
+
+
+async def _within_deadline(
+    sends: list[Coroutine[Any, Any, PublishError | None]],
+) -> list[PublishError | None]:
+    """Run publishes concurrently under one deadline for the whole batch (one timer, not one
+    per message). A publish still unconfirmed at the deadline is cancelled and counts as
+    failed, like a per-message timeout."""
+    tasks = [asyncio.ensure_future(send) for send in sends]
+    try:
+        _, pending = await asyncio.wait(tasks, timeout=_CONFIRM_TIMEOUT)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+    if pending:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending)
+    late = PublishError(f"TimeoutError: no confirm within {_CONFIRM_TIMEOUT:g} s")
+    return [late if task.cancelled() else task.result() for task in tasks]
+
+
+def _publish_error(exc: BaseException) -> PublishError:
+    return PublishError(f"{type(exc).__name__}: {exc}"[:300])
 
 
 class AmqpQueueProbe:

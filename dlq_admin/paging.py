@@ -74,7 +74,8 @@ _MIN_SLEEP = 1e-4
 
 
 class TokenBucket:
-    """``rate`` tokens per second, at most ``burst`` saved up; ``acquire`` waits for one.
+    """``rate`` tokens per second, at most ``burst`` saved up; ``acquire`` waits for one,
+    ``take`` for a batch of up to ``burst``.
 
     Shared by every bulk replay of one admin process, so two concurrent bulk calls together
     still stay under the rate the gateway was promised.
@@ -110,3 +111,21 @@ class TokenBucket:
                 await self._sleep(max((1 - self._tokens) / self.rate, _MIN_SLEEP))
                 self._refill()
             self._tokens = max(self._tokens - 1, 0.0)
+
+    async def take(self, wanted: int) -> int:
+        """Wait for tokens and take up to ``wanted`` of them at once; returns how many.
+
+        Takes ``min(wanted, burst)`` (at least 1), waiting until that many are saved up, so
+        a caller pacing a batch wakes up once per burst instead of once per message while
+        the long-run rate stays ``rate``. Callers loop until they have all they need.
+        """
+        if wanted <= 0:
+            return 0
+        want = max(1, min(wanted, int(self.burst + _EPSILON)))
+        async with self._lock:
+            self._refill()
+            while self._tokens < want - _EPSILON:
+                await self._sleep(max((want - self._tokens) / self.rate, _MIN_SLEEP))
+                self._refill()
+            self._tokens = max(self._tokens - want, 0.0)
+        return want

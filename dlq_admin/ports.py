@@ -125,6 +125,22 @@ class DlqStore(Protocol):
         before ``stale_before``); True for exactly one concurrent caller."""
         ...
 
+    async def claim_many_for_replay(
+        self, entry_ids: Sequence[str], stale_before: datetime
+    ) -> dict[str, Row]:
+        """``claim_for_replay`` for many entries in one transaction. Returns the entries this
+        call claimed (``id``, ``payment_id``, ``message_id``, ``body``, ``headers``) by id;
+        an id missing from the answer was not claimable (claimed elsewhere or changed)."""
+        ...
+
+    async def finish_many_replays(
+        self, replayed: Sequence[str], failed: Sequence[str], actor: str
+    ) -> datetime:
+        """One transaction: ``replayed`` (broker confirmed) ``replaying -> replayed`` by
+        ``actor``, ``failed`` (not confirmed) ``replaying -> parked``. Returns the time
+        written as ``replayed_at``."""
+        ...
+
     async def finish_replay(self, entry_id: str, actor: str, replayed_body: str | None) -> Row:
         """``replaying -> replayed`` after the broker confirmed the publish."""
         ...
@@ -155,6 +171,15 @@ class DlqStore(Protocol):
     ) -> list[Row]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class OutgoingRequest:
+    """One replay to publish to ``N``/``payment.request``."""
+
+    body: bytes
+    headers: dict[str, Any]
+    message_id: str | None
+
+
 class RequestPublisher(Protocol):
     async def publish_request(
         self, body: bytes, headers: dict[str, Any], message_id: str | None
@@ -162,8 +187,24 @@ class RequestPublisher(Protocol):
         """Publish to ``N``/``payment.request``, mandatory and confirmed; else PublishError."""
         ...
 
+    async def publish_requests(
+        self, requests: Sequence[OutgoingRequest]
+    ) -> list[PublishError | None]:
+        """Publish many requests like ``publish_request``, all in flight at once (publish
+        all, then await all confirms). One answer per request, in order: ``None`` once the
+        broker confirmed it, else the ``PublishError`` (that request may not be treated as
+        sent)."""
+        ...
+
     async def publish_event(self, routing_key: str, body: dict[str, Any]) -> None:
         """Best-effort event on ``N.events``: nobody has to listen."""
+        ...
+
+    async def publish_events(
+        self, events: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[PublishError]:
+        """Many ``(routing_key, body)`` events, pipelined like ``publish_requests``; returns
+        the failures (best effort: the caller only reports them)."""
         ...
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 from dataclasses import dataclass, field
@@ -227,6 +228,11 @@ async def serve(settings: Settings, *, bind: str | None = None, ingest: bool = T
         config = uvicorn.Config(runtime.app, log_config=None, lifespan="off", server_header=False)
         server = uvicorn.Server(config)
         shown = f"[{host}]" if ":" in host else host
+        # Everything built so far (framework, ORM, app) lives as long as the process: move it
+        # out of the collector's reach, so the collections that a bulk replay's allocations
+        # trigger do not re-scan it each time (about a fifth of a bulk replay's CPU).
+        gc.collect()
+        gc.freeze()
         log.info("admin API listening on http://%s:%d (docs at /docs)", shown, bound)
         await server.serve(sockets=[sock])
     return 0

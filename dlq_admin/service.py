@@ -14,6 +14,14 @@ Replay is the delicate one. Its order of effects:
    process dies mid-publish the entry stays ``replaying``; after ``stale_replay_after``
    (5 min) a new replay may take it over (a second publish cannot charge twice: the worker
    de-duplicates on payment_id).
+
+A bulk replay keeps the same order of effects per entry but works in chunks (``bulk_chunk``,
+500, fewer when the rate limit is low), ``bulk_concurrency`` (2) chunks in flight: the final
+payment check is one query per page of candidates, the claim is one transaction for the chunk,
+the chunk's messages are published paced by the token bucket with all their confirms in flight
+at once, and one transaction settles the chunk: ``replayed`` exactly for the confirmed
+publishes, back to ``parked`` for the refused ones (reported in ``failed``). The
+``payment.replayed`` events follow, pipelined as well.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from dlq_admin.ports import (
     AuditRecord,
     DlqStore,
     EntryFilters,
+    OutgoingRequest,
     PublishError,
     QueueProbe,
     RawMessage,
@@ -135,7 +144,8 @@ class DlqAdmin:
         *,
         queue_name: str,
         replay_rate: float = 500.0,
-        bulk_concurrency: int = 8,
+        bulk_chunk: int = 500,
+        bulk_concurrency: int = 2,
         stale_replay_after: float = 300.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -145,7 +155,11 @@ class DlqAdmin:
         self.authenticator = authenticator
         self.queue_name = queue_name
         self.bucket = TokenBucket(replay_rate)
+        self.bulk_chunk = bulk_chunk
+        """Most entries one bulk-replay chunk claims, publishes and settles together."""
         self.bulk_concurrency = bulk_concurrency
+        """Chunks of one bulk replay in flight at once (one is published while the next is
+        claimed and the previous one settled)."""
         self.stale_replay_after = timedelta(seconds=stale_replay_after)
         self._clock = clock
         self.observe: Callable[[str, str, float | None], None] = _ignore
@@ -441,13 +455,10 @@ class DlqAdmin:
             body_text = orjson.dumps(edited.to_message()).decode()
             body = body_text.encode()
             message_id: str | None = edited.key
+            headers = _replay_headers(full)
         else:
-            body = str(full["body"]).encode()
-            message_id = row["payment_id"] or row["message_id"]
-        headers: dict[str, Any] = {h.REPLAY_OF: entry_id}
-        traceparent = _traceparent(full)
-        if traceparent:
-            headers[h.TRACEPARENT] = traceparent
+            message = _replay_message(full)
+            body, headers, message_id = message.body, message.headers, message.message_id
         try:
             await self.publisher.publish_request(body, headers, message_id)
         except PublishError as exc:
@@ -491,12 +502,14 @@ class DlqAdmin:
 
     # ---- bulk --------------------------------------------------------------------------
 
-    async def _candidates(self, selection: BulkSelection) -> AsyncIterator[tuple[str, Row | None]]:
+    async def _candidates(
+        self, selection: BulkSelection, page: int = _BATCH
+    ) -> AsyncIterator[tuple[str, Row | None]]:
         """``(id, row)`` pairs to consider, oldest first; ``row`` None for unknown ids."""
         if selection.ids is not None:
             ids = [i for i in dict.fromkeys(selection.ids)]
-            for start in range(0, len(ids), _BATCH):
-                chunk = ids[start : start + _BATCH]
+            for start in range(0, len(ids), page):
+                chunk = ids[start : start + page]
                 found = await self.store.get_entries([i for i in chunk if "\x00" not in i])
                 for entry_id in chunk:
                     yield entry_id, found.get(entry_id)
@@ -506,17 +519,18 @@ class DlqAdmin:
         )
         after: tuple[datetime, str] | None = None
         while True:
-            rows = await self.store.list_entries(filters, _BATCH, after, oldest_first=True)
+            rows = await self.store.list_entries(filters, page, after, oldest_first=True)
             for row in rows:
                 yield row["id"], row
-            if len(rows) < _BATCH:
+            if len(rows) < page:
                 return
             after = (rows[-1]["dead_lettered_at"], rows[-1]["id"])
 
     async def _selected(
-        self, selection: BulkSelection, state: _BulkState
+        self, selection: BulkSelection, state: _BulkState, page: int = _BATCH
     ) -> AsyncIterator[list[Row]]:
-        """Batches of parked rows whose payment is not final; the rest goes to ``skipped``."""
+        """Batches of parked rows whose payment is not final; the rest goes to ``skipped``.
+        One ``payment_statuses`` query per batch of ``page`` candidates."""
         batch: list[tuple[str, Row | None]] = []
 
         async def flush() -> list[Row]:
@@ -537,9 +551,9 @@ class DlqAdmin:
             batch.clear()
             return ready
 
-        async for pair in self._candidates(selection):
+        async for pair in self._candidates(selection, page):
             batch.append(pair)
-            if len(batch) >= _BATCH:
+            if len(batch) >= page:
                 yield await flush()
         if batch:
             yield await flush()
@@ -564,35 +578,47 @@ class DlqAdmin:
             actor, "dlq.bulk_replay", _selection_target(selection), work, describe
         )
 
+    def _chunk_size(self) -> int:
+        """Entries per bulk-replay chunk: ``bulk_chunk``, but no more than about half a second
+        of the rate limit, so entries do not sit claimed (``replaying``) long before their
+        publish when the rate is low."""
+        return max(1, min(self.bulk_chunk, max(50, int(self.bucket.rate / 2))))
+
     async def _bulk_replay(self, actor: Actor, selection: BulkSelection) -> BulkReplayResult:
         state = _BulkState()
         chosen: list[str] = []
-        gate = asyncio.Semaphore(self.bulk_concurrency)
-
-        async def one(row: Row) -> None:
-            async with gate:
-                entry_id = row["id"]
-                await self.bucket.acquire()
-                if not await self.store.claim_for_replay(entry_id, self._stale_before()):
-                    state.skipped.append(Skipped(id=entry_id, why="claimed_elsewhere"))
-                    return
-                try:
-                    await self._publish_claimed(actor, row, None)
-                except AdminError as exc:
-                    state.failed.append(Failed(id=entry_id, error=exc.message[:300]))
-                    return
-                state.replayed.append(entry_id)
-
-        async for rows in self._selected(selection, state):
-            room = selection.limit - len(chosen)
-            if room <= 0:
-                break
-            take = rows[:room]
-            chosen.extend(r["id"] for r in take)
-            if not selection.dry_run:
-                await asyncio.gather(*(one(r) for r in take))
-            if len(chosen) >= selection.limit:
-                break
+        chunk = self._chunk_size()
+        running: set[asyncio.Task[None]] = set()
+        try:
+            async for rows in self._selected(selection, state, chunk):
+                room = selection.limit - len(chosen)
+                if room <= 0:
+                    break
+                take = rows[:room]
+                chosen.extend(r["id"] for r in take)
+                if not selection.dry_run and take:
+                    while len(running) >= self.bulk_concurrency:
+                        done, running = await asyncio.wait(
+                            running, return_when=asyncio.FIRST_COMPLETED
+                        )
+                        for task in done:
+                            task.result()  # the first failure stops the bulk replay
+                    running.add(asyncio.create_task(self._replay_chunk(actor, take, state)))
+                if len(chosen) >= selection.limit:
+                    break
+            if running:
+                await asyncio.wait(running)
+                for task in running:
+                    task.result()
+        except asyncio.CancelledError:
+            for task in running:
+                task.cancel()
+            raise
+        except BaseException:
+            # Let the chunks already publishing settle their entries before failing.
+            if running:
+                await asyncio.wait(running)
+            raise
         if selection.dry_run:
             return BulkReplayResult(
                 dry_run=True,
@@ -611,6 +637,100 @@ class DlqAdmin:
             skipped=state.skipped,
             failed=state.failed,
         )
+
+    async def _replay_chunk(self, actor: Actor, rows: list[Row], state: _BulkState) -> None:
+        """Claim ``rows`` in one transaction, publish them with their confirms pipelined (paced
+        by the token bucket), then settle them in one transaction: ``replayed`` exactly for the
+        confirmed publishes, back to ``parked`` for the failed ones."""
+        claimed = await self.store.claim_many_for_replay(
+            [r["id"] for r in rows], self._stale_before()
+        )
+        ids: list[str] = []
+        for row in rows:
+            if row["id"] in claimed:
+                ids.append(row["id"])
+            else:
+                state.skipped.append(Skipped(id=row["id"], why="claimed_elsewhere"))
+        if not ids:
+            return
+        messages = [_replay_message(claimed[entry_id]) for entry_id in ids]
+        batches: list[tuple[int, asyncio.Task[list[PublishError | None]]]] = []
+        sent = 0
+        try:
+            while sent < len(messages):
+                granted = await self.bucket.take(len(messages) - sent)
+                batch = messages[sent : sent + granted]
+                task = asyncio.create_task(self.publisher.publish_requests(batch))
+                batches.append((sent, task))
+                sent += len(batch)
+            answers = await asyncio.gather(*(t for _, t in batches), return_exceptions=True)
+        except BaseException:
+            # Cancelled mid-chunk: which publishes went out is unknown; leave the chunk
+            # claimed ("replaying") rather than risk a second publish.
+            for _, task in batches:
+                task.cancel()
+            log.error(
+                "bulk replay interrupted; %d entries left in 'replaying' (a replay may take "
+                "them over after %s)",
+                len(ids),
+                self.stale_replay_after,
+            )
+            raise
+        replayed: list[str] = []
+        failed: list[str] = []
+        unknown: BaseException | None = None
+        for (first, _), answer in zip(batches, answers, strict=True):
+            if isinstance(answer, BaseException):
+                # A bug, not a broker answer: these entries stay claimed, the call fails.
+                unknown = unknown or answer
+                continue
+            for entry_id, error in zip(ids[first : first + len(answer)], answer, strict=True):
+                if error is None:
+                    replayed.append(entry_id)
+                else:
+                    failed.append(entry_id)
+                    state.failed.append(
+                        Failed(
+                            id=entry_id,
+                            error=f"the broker did not confirm the replay: {error}"[:300],
+                        )
+                    )
+        when = await self.store.finish_many_replays(replayed, failed, actor.name or "?")
+        state.replayed.extend(replayed)
+        for _ in replayed:
+            self.observe("replay", "replayed", None)
+        for _ in failed:
+            self.observe("replay", "failed", None)
+        log.info(
+            "dlq entries replayed",
+            extra={"actor": actor.name, "replayed": len(replayed), "failed": len(failed)},
+        )
+        await self._announce_replays(actor, [claimed[entry_id] for entry_id in replayed], when)
+        if unknown is not None:
+            raise unknown
+
+    async def _announce_replays(self, actor: Actor, rows: list[Row], when: datetime) -> None:
+        """``payment.replayed`` for each replayed entry, pipelined; events are optional to
+        consume and to deliver, so a failure is only logged."""
+        at = when.isoformat()
+        errors = await self.publisher.publish_events(
+            [
+                (
+                    "payment.replayed",
+                    {
+                        "payment_id": row["payment_id"] or row["message_id"],
+                        "status": "replayed",
+                        "dlq_entry_id": row["id"],
+                        "replayed_by": actor.name,
+                        "edited": False,
+                        "processed_at": at,
+                    },
+                )
+                for row in rows
+            ]
+        )
+        if errors:
+            log.warning("%d payment.replayed events not published: %s", len(errors), errors[0])
 
     # ---- discard -----------------------------------------------------------------------
 
@@ -771,6 +891,21 @@ def _traceparent(row: Row) -> str | None:
         return None
     value = headers.get(h.TRACEPARENT) if isinstance(headers, dict) else None
     return value if isinstance(value, str) and len(value) <= 200 else None
+
+
+def _replay_headers(row: Row) -> dict[str, Any]:
+    """``x-payproc-replay-of`` (and the original ``traceparent``), never an attempt header."""
+    headers: dict[str, Any] = {h.REPLAY_OF: row["id"]}
+    traceparent = _traceparent(row)
+    if traceparent:
+        headers[h.TRACEPARENT] = traceparent
+    return headers
+
+
+def _replay_message(row: Row) -> OutgoingRequest:
+    """The unedited replay of an entry (a row with ``body`` and ``headers``)."""
+    message_id: str | None = row["payment_id"] or row["message_id"]
+    return OutgoingRequest(str(row["body"]).encode(), _replay_headers(row), message_id)
 
 
 def _replayable(row: Row, stale_before: datetime | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import aio_pika
@@ -113,6 +113,42 @@ async def park(
         header_fields.setdefault("merchant_id", payload.get("merchant_id"))
     await publish_parked(connection, names, payload, park_headers(**header_fields))
     return payload if isinstance(payload, dict) else {}
+
+
+async def park_many(
+    connection: AbstractRobustConnection, names: Names, count: int, **header_fields: Any
+) -> list[dict[str, Any]]:
+    """Park ``count`` fresh request bodies on one channel (confirms pipelined), parked one
+    millisecond apart in list order, so "oldest first" is the order of the returned list."""
+    bodies = [request_body() for _ in range(count)]
+    base = datetime.now(UTC) - timedelta(seconds=count)
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    try:
+        exchange = await channel.get_exchange(names.dlx, ensure=False)
+        await asyncio.gather(
+            *(
+                exchange.publish(
+                    aio_pika.Message(
+                        orjson.dumps(body),
+                        headers=park_headers(
+                            payment_id=body["payment_id"],
+                            merchant_id=body["merchant_id"],
+                            parked_at=base + timedelta(milliseconds=index),
+                            **header_fields,
+                        ),
+                        content_type="application/json",
+                        message_id=body["payment_id"],
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    DEAD_ROUTING_KEY,
+                    mandatory=True,
+                )
+                for index, body in enumerate(bodies)
+            )
+        )
+    finally:
+        await channel.close()
+    return bodies
 
 
 async def queue_depth(connection: AbstractRobustConnection, queue: str) -> int:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy import select
 
 from processor.producer import payment_message, publish_bodies
+from schemas.dlq_tables import DlqEntryRow
 from schemas.tables import PaymentRow, utcnow
 from tests.dlq_admin.conftest import OPERATOR, Admin, StartAdmin
-from tests.dlq_admin.helpers import park, queue_depth, request_body
+from tests.dlq_admin.helpers import park, park_many, queue_depth, request_body
 from tests.support.collect import Collector
 
 REJECTED = "gateway_rejected|amount_invalid|422|-"
@@ -205,3 +208,187 @@ async def test_fix_the_gateway_then_replay_the_group_and_every_payment_succeeds(
     stats = await admin.get("/dlq/stats")
     assert stats["parked"] == 0
     assert stats["by_status"]["replayed"] == 3
+
+
+# ---- chunked bulk replay: one claim, pipelined confirms, one settle per chunk -------------
+
+
+async def _entries_by_payment(admin: Admin) -> dict[str, tuple[str, str]]:
+    """``payment_id -> (entry id, status)`` for every entry of the namespace, from the table."""
+    engine = admin.runtime.engine
+    assert engine is not None
+    table = DlqEntryRow.__table__  # type: ignore[attr-defined]
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(table.c.payment_id, table.c.id, table.c.status).where(
+                table.c.namespace == admin.names.namespace
+            )
+        )
+        return {str(r.payment_id): (str(r.id), str(r.status)) for r in rows}
+
+
+async def _request_queue_holding_at_most(
+    connection: AbstractRobustConnection, admin: Admin, limit: int
+) -> None:
+    """Swap ``N.requests`` for a classic queue that holds ``limit`` messages and makes the
+    broker nack (``basic.nack``) every publish beyond them: a real broker refusing part of
+    a chunk."""
+    channel = await connection.channel()
+    try:
+        await channel.queue_delete(admin.names.requests)
+        queue = await channel.declare_queue(
+            admin.names.requests,
+            durable=True,
+            arguments={"x-max-length": limit, "x-overflow": "reject-publish"},
+        )
+        await queue.bind(admin.names.exchange, "payment.request")
+    finally:
+        await channel.close()
+
+
+async def test_a_broker_refusing_part_of_a_chunk_leaves_exactly_the_refused_entries_parked(
+    start_admin: StartAdmin, connection: AbstractRobustConnection
+) -> None:
+    """300 entries in one chunk; the broker confirms the first 120 and nacks the rest: exactly
+    the 120 confirmed are replayed, the 180 refused are reported failed, stay parked and go
+    out with the next replay."""
+    admin = await start_admin(admin_replay_rate=100_000)
+    assert admin.service._chunk_size() >= 300  # one chunk: the failure is mid-chunk
+    bodies = await park_many(admin.connection, admin.names, 300)
+    await admin.wait_handled(300, timeout=60)
+    entries = await _entries_by_payment(admin)
+    ids = [entries[b["payment_id"]][0] for b in bodies]
+    await _request_queue_holding_at_most(connection, admin, 120)
+
+    result = await _bulk(admin, reason="gateway_rejected", limit=1000)
+    assert result["replayed"] == 120
+    assert result["ids"] == ids[:120]
+    assert sorted(f["id"] for f in result["failed"]) == sorted(ids[120:])
+    assert all("did not confirm" in f["error"] for f in result["failed"])
+    assert result["skipped"] == []
+    entries = await _entries_by_payment(admin)
+    assert [entries[b["payment_id"]][1] for b in bodies] == ["replayed"] * 120 + ["parked"] * 180
+    assert await queue_depth(connection, admin.names.requests) == 120
+    [audit] = (await admin.get("/audit", action="dlq.bulk_replay"))["items"]
+    assert audit["outcome"] == "ok"
+    assert '"replayed":120' in audit["detail"]
+    assert '"failed":180' in audit["detail"]
+
+    await _request_queue_holding_at_most(connection, admin, 10_000)
+    again = await _bulk(admin, reason="gateway_rejected", limit=1000)
+    assert again["replayed"] == 180
+    assert again["ids"] == ids[120:]
+    assert again["failed"] == []
+    assert await queue_depth(connection, admin.names.requests) == 180
+    entries = await _entries_by_payment(admin)
+    assert {status for _, status in entries.values()} == {"replayed"}
+
+
+async def test_chunk_boundaries_keep_the_limit_the_order_and_the_skips(
+    admin: Admin, connection: AbstractRobustConnection
+) -> None:
+    """Chunks of 4: a limit that ends inside a page, a final payment and a discarded entry
+    in between; the oldest eligible entries go, in order, and nothing past the limit."""
+    admin.service.bulk_chunk = 4
+    assert admin.service._chunk_size() == 4
+    bodies = await park_many(admin.connection, admin.names, 11)
+    await admin.wait_handled(11)
+    entries = await _entries_by_payment(admin)
+    ids = [entries[b["payment_id"]][0] for b in bodies]
+    await _succeeded(admin, bodies[2]["payment_id"])
+    discarded = await admin.client.delete(f"/dlq/messages/{ids[5]}", headers=OPERATOR)
+    assert discarded.status_code == 200
+    eligible = [i for n, i in enumerate(ids) if n not in (2, 5)]
+
+    dry = await _bulk(admin, reason="gateway_rejected", limit=8, dry_run=True)
+    assert dry["ids"] == eligible[:8]
+    assert await queue_depth(connection, admin.names.requests) == 0
+
+    run = await _bulk(admin, reason="gateway_rejected", limit=8)
+    assert run["replayed"] == 8
+    assert run["ids"] == eligible[:8]
+    assert run["skipped"] == [{"id": ids[2], "why": "payment_succeeded"}]
+    assert await queue_depth(connection, admin.names.requests) == 8
+    entries = await _entries_by_payment(admin)
+    assert entries[bodies[10]["payment_id"]][1] == "parked"
+
+    rest = await _bulk(admin, reason="gateway_rejected", limit=8)
+    assert rest["ids"] == [ids[10]]
+    assert await queue_depth(connection, admin.names.requests) == 9
+
+
+async def test_ids_filling_whole_chunks_with_duplicates_and_unknown_ids(
+    admin: Admin, connection: AbstractRobustConnection
+) -> None:
+    """An id list of exactly two chunks (one id twice, one unknown): each entry goes once."""
+    admin.service.bulk_chunk = 3
+    bodies = await park_many(admin.connection, admin.names, 5)
+    await admin.wait_handled(5)
+    entries = await _entries_by_payment(admin)
+    ids = [entries[b["payment_id"]][0] for b in bodies]
+    unknown = str(uuid.uuid4())
+    result = await _bulk(admin, ids=[ids[0], unknown, ids[1], ids[0], ids[2], ids[3], ids[4]])
+    assert result["replayed"] == 5
+    assert result["ids"] == ids
+    assert result["skipped"] == [{"id": unknown, "why": "not_found"}]
+    assert await queue_depth(connection, admin.names.requests) == 5
+
+
+async def test_concurrent_bulk_and_single_replays_publish_each_entry_once(
+    start_admin: StartAdmin, connection: AbstractRobustConnection
+) -> None:
+    """Two bulk replays of the same 200 entries (chunks of 50) and single replays of some of
+    them, all at once: every entry is published exactly once."""
+    admin = await start_admin(admin_replay_rate=100_000)
+    admin.service.bulk_chunk = 50
+    bodies = await park_many(admin.connection, admin.names, 200)
+    await admin.wait_handled(200, timeout=60)
+    entries = await _entries_by_payment(admin)
+    singles = [entries[b["payment_id"]][0] for b in bodies[::40]]
+
+    async def single(entry_id: str) -> int:
+        response = await admin.client.post(f"/dlq/messages/{entry_id}/replay", headers=OPERATOR)
+        assert response.status_code in (200, 409), response.text
+        return 1 if response.status_code == 200 else 0
+
+    first, second, *alone = await asyncio.gather(
+        _bulk(admin, reason="gateway_rejected", limit=1000),
+        _bulk(admin, reason="gateway_rejected", limit=1000),
+        *(single(i) for i in singles),
+    )
+    assert first["failed"] == second["failed"] == []
+    assert not set(first["ids"]) & set(second["ids"])
+    assert first["replayed"] + second["replayed"] + sum(alone) == 200
+    whys = {s["why"] for s in first["skipped"] + second["skipped"]}
+    assert whys <= {"claimed_elsewhere"}
+    assert await queue_depth(connection, admin.names.requests) == 200
+    entries = await _entries_by_payment(admin)
+    assert {status for _, status in entries.values()} == {"replayed"}
+
+
+async def test_two_entries_of_one_payment_returned_in_one_chunk_both_stay_parked(
+    start_admin: StartAdmin, connection: AbstractRobustConnection
+) -> None:
+    """Two parked entries share a payment_id (so the replays share a message_id) and the
+    broker returns both publishes (no queue bound): neither may count as confirmed."""
+    admin = await start_admin(admin_replay_rate=100_000)
+    body = request_body()
+    await park(admin.connection, admin.names, body)
+    await park(admin.connection, admin.names, body)
+    await admin.wait_handled(2)
+    ids = [i["id"] for i in await admin.entries()]
+    assert len(ids) == 2
+    channel = await connection.channel()
+    queue = await channel.get_queue(admin.names.requests, ensure=False)
+    await queue.unbind(admin.names.exchange, "payment.request")
+    try:
+        result = await _bulk(admin, ids=ids)
+        assert result["replayed"] == 0
+        assert sorted(f["id"] for f in result["failed"]) == sorted(ids)
+        assert {i["status"] for i in await admin.entries()} == {"parked"}
+    finally:
+        await queue.bind(admin.names.exchange, "payment.request")
+        await channel.close()
+    again = await _bulk(admin, ids=ids)
+    assert again["replayed"] == 2
+    assert await queue_depth(connection, admin.names.requests) == 2

@@ -49,6 +49,32 @@ async def test_token_bucket_allows_a_burst_then_paces_at_the_rate() -> None:
     assert len(fake.slept) == 20
 
 
+async def test_token_bucket_hands_out_batches_of_at_most_a_burst_at_the_rate() -> None:
+    """At 100/s with a burst of 10, taking 35 tokens in batches wakes up once per burst and
+    takes 0.25 s of (fake) time, like 35 single acquisitions."""
+    fake = FakeTime()
+    bucket = TokenBucket(100, 10, clock=fake.clock, sleep=fake.sleep)
+    granted = []
+    while sum(granted) < 35:
+        granted.append(await bucket.take(35 - sum(granted)))
+    assert granted == [10, 10, 10, 5]
+    assert fake.now == pytest.approx(0.25)
+    assert len(fake.slept) == 3
+    assert await bucket.take(0) == 0
+
+
+async def test_token_bucket_take_and_acquire_share_one_budget() -> None:
+    """Tokens taken in a batch are gone for single acquisitions (one rate per process)."""
+    fake = FakeTime()
+    bucket = TokenBucket(100, 10, clock=fake.clock, sleep=fake.sleep)
+    assert await bucket.take(8) == 8
+    await bucket.acquire()
+    await bucket.acquire()
+    assert fake.now == 0.0
+    await bucket.acquire()
+    assert fake.now == pytest.approx(0.01)
+
+
 def test_entry_cursors_round_trip_and_reject_garbage() -> None:
     """A cursor decodes to what was encoded; anything else is an InvalidInput naming cursor."""
     cursor = encode_entry_cursor(NOW, "abc")
