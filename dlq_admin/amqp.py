@@ -24,26 +24,21 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
+from aio_pika.exceptions import ChannelInvalidStateError
 from aiormq.exceptions import ChannelNotFoundEntity
 from pamqp.commands import Basic
 
 from dlq_admin.errors import Unavailable
 from dlq_admin.ports import OutgoingRequest, PublishError, RawMessage
 from dlq_admin.service import DlqAdmin
+from retry.amqp_publisher import PUBLISH_ERRORS
 from retry.names import REQUEST_ROUTING_KEY, Names
 from retry.topology import quorum_arguments
 
 log = logging.getLogger("payproc.admin")
 
-_PUBLISH_ERRORS = (
-    TimeoutError,
-    DeliveryError,
-    AMQPError,
-    ChannelInvalidStateError,
-    ConnectionError,
-    RuntimeError,
-)
+# A publish failed, or the queue or exchange it needs is gone.
+_PUBLISH_OR_MISSING: tuple[type[BaseException], ...] = (*PUBLISH_ERRORS, ChannelNotFoundEntity)
 _CONFIRM_TIMEOUT = 15.0
 _PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
@@ -105,7 +100,7 @@ class AmqpReplayPublisher:
                 if channel.is_closed:
                     raise ChannelInvalidStateError("the replay channel is closed")
                 underlay = await channel.get_underlay_channel()
-        except _PUBLISH_ERRORS as exc:
+        except PUBLISH_ERRORS as exc:
             raise _publish_error(exc) from exc
         if not isinstance(underlay, aiormq.Channel):  # pragma: no cover - aio-pika wraps aiormq
             raise PublishError(f"unexpected channel type {type(underlay).__name__}")
@@ -130,7 +125,7 @@ class AmqpReplayPublisher:
                 mandatory=mandatory,
                 wait=False,
             )
-        except _PUBLISH_ERRORS as exc:
+        except PUBLISH_ERRORS as exc:
             return _publish_error(exc)
         return None
 
@@ -253,7 +248,7 @@ class AmqpQueueProbe:
     async def waiting(self) -> int | None:
         try:
             channel = await asyncio.wait_for(self._connection.channel(), 5)
-        except (*_PUBLISH_ERRORS, ChannelNotFoundEntity):
+        except _PUBLISH_OR_MISSING:
             return None
         try:
             declared = await asyncio.wait_for(
@@ -261,11 +256,11 @@ class AmqpQueueProbe:
             )
             count = declared.declaration_result.message_count
             return int(count) if count is not None else None
-        except (*_PUBLISH_ERRORS, ChannelNotFoundEntity):
+        except _PUBLISH_OR_MISSING:
             return None
         finally:
             if not channel.is_closed:
-                with contextlib.suppress(*_PUBLISH_ERRORS):
+                with contextlib.suppress(*PUBLISH_ERRORS):
                     await channel.close()
 
 
@@ -331,12 +326,12 @@ class DlqConsumer:
     async def stop(self) -> None:
         if self._queue is not None and self._tag is not None:
             tag, self._tag = self._tag, None
-            with contextlib.suppress(*_PUBLISH_ERRORS):
+            with contextlib.suppress(*PUBLISH_ERRORS):
                 await self._queue.cancel(tag)
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=10)
         if self._channel is not None and not self._channel.is_closed:
-            with contextlib.suppress(*_PUBLISH_ERRORS):
+            with contextlib.suppress(*PUBLISH_ERRORS):
                 await self._channel.close()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
@@ -381,7 +376,7 @@ class DlqConsumer:
                 await message.ack()
             else:
                 await message.nack(requeue=True)
-        except _PUBLISH_ERRORS as exc:
+        except PUBLISH_ERRORS as exc:
             # The channel went away: the broker redelivers and the dedup key absorbs it.
             log.warning("could not settle a DLQ message: %s", exc)
 

@@ -33,6 +33,16 @@ from schemas.outcome import ParkReason, PaymentResult, RetryScheduled
 ORIGIN = f"{socket.gethostname()}:{os.getpid()}"
 
 _PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
+
+PUBLISH_ERRORS: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    DeliveryError,
+    AMQPError,
+    ChannelInvalidStateError,
+    ConnectionError,
+    RuntimeError,
+)
+"""What a publish raises when the broker or the connection let it down (never a bug)."""
 _BROKER_HEADERS = ("x-death", "x-delivery-count", "x-first-death", "x-last-death")
 _PARK_HEADERS = frozenset(
     {
@@ -110,14 +120,7 @@ class AmqpPublisher:
             raise PublishFailed("publisher is not open")
         try:
             await exchange.publish(message, routing_key, mandatory=mandatory, timeout=30)
-        except (
-            TimeoutError,
-            DeliveryError,
-            AMQPError,
-            ChannelInvalidStateError,
-            ConnectionError,
-            RuntimeError,
-        ) as exc:
+        except PUBLISH_ERRORS as exc:
             raise PublishFailed(f"{routing_key}: {type(exc).__name__}: {exc}"[:300]) from exc
 
     async def _send_properties(
@@ -141,14 +144,7 @@ class AmqpPublisher:
                 mandatory=False,
                 timeout=30,
             )
-        except (
-            TimeoutError,
-            DeliveryError,
-            AMQPError,
-            ChannelInvalidStateError,
-            ConnectionError,
-            RuntimeError,
-        ) as exc:
+        except PUBLISH_ERRORS as exc:
             raise PublishFailed(f"{routing_key}: {type(exc).__name__}: {exc}"[:300]) from exc
 
     def _copy(

@@ -18,14 +18,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from processor.adapters.store_rows import ClaimItem, RecordItem, snapshot_of, why_not_claimed
+from processor.adapters.store_rows import (
+    ClaimItem,
+    RecordItem,
+    attempt_values,
+    claim_values,
+    first_claim_per_key,
+    snapshot_of,
+    why_not_claimed,
+)
 from processor.ports import Claimed, ClaimResult, PaymentSnapshot, StoreUnavailable
 
 _FINAL_SQL = "('succeeded', 'declined', 'dead_lettered')"
@@ -131,6 +139,34 @@ def _unavailable(exc: BaseException) -> bool:
     )
 
 
+_CLAIM_COLUMNS = (
+    "payment_id",
+    "amount",
+    "currency",
+    "merchant_id",
+    "fingerprint",
+    "lease_owner",
+    "lease_until",
+)
+_ATTEMPT_COLUMNS = (
+    "payment_id",
+    "attempt",
+    "outcome",
+    "http_status",
+    "error_code",
+    "error_message",
+    "replay_of",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+)
+
+
+def _pick(values: dict[str, Any], names: Sequence[str]) -> tuple[Any, ...]:
+    """``values`` in the order of the statement's ``unnest`` columns."""
+    return tuple(values[name] for name in names)
+
+
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     out: list[list[Any]] = [[] for _ in range(width)]
     for row in rows:
@@ -179,17 +215,13 @@ class PgBatches:
                 )
             )
             yield connection
-        except Exception as exc:
-            if connection is not None:
-                connection.terminate()  # its state is unknown: never reuse it
-                connection = None
-            if _unavailable(exc):
-                raise StoreUnavailable(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
-            raise
-        except BaseException:  # cancelled mid-statement: the protocol state is unknown
+        except BaseException as exc:
+            # Failed or cancelled mid-statement: the protocol state is unknown, never reuse it.
             if connection is not None:
                 connection.terminate()
                 connection = None
+            if isinstance(exc, Exception) and _unavailable(exc):
+                raise StoreUnavailable(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
             raise
         finally:
             if connection is not None:
@@ -202,29 +234,13 @@ class PgBatches:
         results: list[ClaimResult | None] = [None] * len(items)
         async with self._connection() as connection:
             for reopen in (False, True):
-                # A payment_id appearing twice goes in once; the second copy then finds the
-                # first one's lease and is held off.
-                chosen: dict[str, int] = {}
-                for index, item in enumerate(items):
-                    if item.reopen is reopen and item.request.key not in chosen:
-                        chosen[item.request.key] = index
+                chosen = first_claim_per_key(items, reopen)
                 if not chosen:
                     continue
-                rows = []
-                for index in chosen.values():
-                    item = items[index]
-                    request = item.request
-                    rows.append(
-                        (
-                            request.key,
-                            request.amount,
-                            request.currency,
-                            request.merchant_id,
-                            request.fingerprint(),
-                            item.owner,
-                            now + timedelta(seconds=item.lease_seconds),
-                        )
-                    )
+                rows = [
+                    _pick(claim_values(items[index], now), _CLAIM_COLUMNS)
+                    for index in chosen.values()
+                ]
                 won = await connection.fetch(CLAIM_SQL[reopen], *_columns(rows, 7), now)
                 for row in won:
                     results[chosen[row["payment_id"]]] = Claimed(attempts=int(row["attempts"]))
@@ -257,21 +273,7 @@ class PgBatches:
                     item.park_reason.value if item.park_reason else None,
                 )
             )
-            attempt = item.attempt
-            attempts.append(
-                (
-                    item.payment_id,
-                    attempt.attempt,
-                    attempt.outcome,
-                    attempt.http_status,
-                    attempt.error.code if attempt.error else None,
-                    attempt.error.message[:1000] if attempt.error else None,
-                    attempt.replay_of,
-                    attempt.started_at,
-                    attempt.finished_at,
-                    (attempt.finished_at - attempt.started_at).total_seconds() * 1000,
-                )
-            )
+            attempts.append(_pick(attempt_values(item), _ATTEMPT_COLUMNS))
         async with self._connection() as connection:
             found = await connection.fetch(
                 RECORD_SQL, *_columns(outcomes, 6), *_columns(attempts, 10), now

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, true, update
@@ -26,6 +25,8 @@ from processor.adapters.store_rows import (
     ClaimItem,
     RecordItem,
     attempt_values,
+    claim_values,
+    first_claim_per_key,
     snapshot_of,
     why_not_claimed,
 )
@@ -78,18 +79,14 @@ class SqlPaymentStore:
             return await self._pg.claim_many(items, now)
         results: list[ClaimResult | None] = [None] * len(items)
         async with self._tx() as conn:
-            # One upsert per reopen flag; a payment_id appearing twice goes in once (the
-            # second copy then finds the first one's lease and is held off).
+            # One upsert per reopen flag.
             for reopen in (False, True):
-                chosen: dict[str, int] = {}
-                for index, item in enumerate(items):
-                    if item.reopen is reopen and item.request.key not in chosen:
-                        chosen[item.request.key] = index
+                chosen = first_claim_per_key(items, reopen)
                 if not chosen:
                     continue
                 # Rows in key order: concurrent batches then lock rows in one global order
                 # and cannot deadlock each other on PostgreSQL.
-                rows = [self._claim_values(items[chosen[key]], now) for key in sorted(chosen)]
+                rows = [claim_values(items[chosen[key]], now) for key in sorted(chosen)]
                 # executemany with RETURNING: SQLAlchemy's "insertmanyvalues" sends multi-row
                 # statements and caches the compiled form (no per-batch compile).
                 claimed = await conn.execute(self._claim_statement(reopen), rows)
@@ -106,22 +103,6 @@ class SqlPaymentStore:
             if results[index] is None:
                 results[index] = why_not_claimed(existing.get(item.request.key), item, now)
         return [r for r in results if r is not None]
-
-    def _claim_values(self, item: ClaimItem, now: datetime) -> dict[str, Any]:
-        request = item.request
-        return {
-            "payment_id": request.key,
-            "status": PaymentStatus.PROCESSING.value,
-            "attempts": 1,
-            "amount": request.amount,
-            "currency": request.currency,
-            "merchant_id": request.merchant_id,
-            "fingerprint": request.fingerprint(),
-            "lease_owner": item.owner,
-            "lease_until": now + timedelta(seconds=item.lease_seconds),
-            "created_at": now,
-            "updated_at": now,
-        }
 
     def _claim_statement(self, reopen: bool) -> Any:
         table = _payments

@@ -4,9 +4,9 @@ turns back into a ``PaymentSnapshot`` or a ``ClaimResult``."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from processor.ports import (
@@ -45,6 +45,36 @@ class RecordItem:
     charge_id: str | None = None
     error: ErrorInfo | None = None
     park_reason: ParkReason | None = None
+
+
+def first_claim_per_key(items: Sequence[ClaimItem], reopen: bool) -> dict[str, int]:
+    """Index of the first claim of each payment_id among ``items`` with this ``reopen`` flag.
+
+    A payment_id appearing twice in a batch goes in once; the second copy then finds the
+    first one's lease and is held off."""
+    chosen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if item.reopen is reopen and item.request.key not in chosen:
+            chosen[item.request.key] = index
+    return chosen
+
+
+def claim_values(item: ClaimItem, now: datetime) -> dict[str, Any]:
+    """The ``payments`` row a claim inserts (or upserts with)."""
+    request = item.request
+    return {
+        "payment_id": request.key,
+        "status": PaymentStatus.PROCESSING.value,
+        "attempts": 1,
+        "amount": request.amount,
+        "currency": request.currency,
+        "merchant_id": request.merchant_id,
+        "fingerprint": request.fingerprint(),
+        "lease_owner": item.owner,
+        "lease_until": now + timedelta(seconds=item.lease_seconds),
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def why_not_claimed(row: Mapping[Any, Any] | None, item: ClaimItem, now: datetime) -> ClaimResult:
