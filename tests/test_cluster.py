@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.harness import ChaosRun, assert_invariants
+from tests.support.broker import in_ci
 from tests.support.cluster import Cluster, rabbitmqctl
 from tests.support.proxy import TcpProxy
 
@@ -24,7 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 @pytest.fixture(scope="module")
 def cluster():
     if shutil.which("rabbitmq-server") is None or os.geteuid() != 0:
-        if os.environ.get("CI", "").lower() == "true":
+        if in_ci():
             pytest.fail("the cluster test needs rabbitmq-server and root (CI=true: never skipped)")
         pytest.skip("needs a local rabbitmq-server installation and root")
     started = Cluster(3)

@@ -41,7 +41,7 @@ from processor.config import Settings
 from retry.names import DEAD_ROUTING_KEY, REQUEST_ROUTING_KEY, Names
 from retry.topology import declare_topology, planned_queues
 from schemas.outcome import ParkReason
-from tests.support.broker import AMQP_URL, require
+from tests.support.broker import AMQP_URL, in_ci, require
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -583,7 +583,7 @@ def broker_copy() -> Iterator[dict[str, Any]]:
     passwords set by deploy/rabbitmq/set-passwords.sh; all of it deleted afterwards."""
     require(AMQP_URL, 5672, "RabbitMQ")
     if shutil.which("rabbitmqctl") is None or run("rabbitmqctl", "-q", "status").returncode:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        if in_ci():
             pytest.fail("rabbitmqctl cannot reach the local broker (CI=true: never skipped)")
         pytest.skip("rabbitmqctl cannot reach the local broker")
     tag = uuid.uuid4().hex[:8]

@@ -25,11 +25,16 @@ def reachable(url: str, default_port: int) -> bool:
         return False
 
 
+def in_ci() -> bool:
+    """``CI=true`` (or 1/yes): a missing service or tool fails the run instead of skipping."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 def require(url: str, default_port: int, what: str) -> None:
     """In CI a missing service fails the run loudly; on a laptop the test is skipped."""
     if reachable(url, default_port):
         return
     message = f"{what} is not reachable at {url}"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    if in_ci():
         pytest.fail(f"{message} (CI=true: never skipped)", pytrace=False)
     pytest.skip(message)
