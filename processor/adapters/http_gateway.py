@@ -1,9 +1,10 @@
 """The gateway adapter: ``POST {GATEWAY_URL}/v1/charges`` over httpx.
 
 httpx's default transport slowed to a few hundred requests/s with 100 requests in flight on
-these machines, so the adapter runs httpx over aiohttp's connection pool (``httpx-aiohttp``)
-and keeps httpx's API (respx tests inject their own transport). Every httpx error is
-translated here into a ``GatewayAnswer``: the retry policy never sees an httpx type.
+these machines, so the adapter sends its requests through ``LeanTransport`` (an httpx
+transport over asyncio and httptools, see ``lean_http``) and keeps httpx's API (respx tests
+inject their own transport). Every httpx error is translated here into a
+``GatewayAnswer``: the retry policy never sees an httpx type.
 
 tenacity gives connection errors (nothing was sent, so nothing can have been charged) a
 short, bounded in-process retry before the queue-level ladder takes over.
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import aiohttp
 import httpx
 import orjson
 from tenacity import (
@@ -24,6 +24,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from processor.adapters.lean_http import LeanTransport
 from retry.policy import (
     Charged,
     Declined,
@@ -42,14 +43,8 @@ CONNECT_RETRIES = 2
 
 
 def default_transport(max_connections: int) -> httpx.AsyncBaseTransport:
-    """httpx over aiohttp's pool, sized for ``max_connections`` requests in flight."""
-    from httpx_aiohttp import AiohttpTransport
-
-    limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
-    )
-    transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits, trust_env=False)
-    return transport
+    """Keep-alive HTTP/1.1, sized for ``max_connections`` requests in flight."""
+    return LeanTransport(max_connections)
 
 
 class HttpGateway:
@@ -97,7 +92,7 @@ class HttpGateway:
     ) -> httpx.Response:
         try:  # the fast path: no retry machinery while the gateway is reachable
             return await self._post(body, headers)
-        except (httpx.HTTPError, aiohttp.ClientError) as exc:
+        except httpx.HTTPError as exc:
             if not _connect_failed(exc) or self._connect_retries < 1:
                 raise
         async for attempt in AsyncRetrying(
@@ -120,8 +115,7 @@ class HttpGateway:
             response = await self._post_with_connect_retries(
                 orjson.dumps(request.gateway_body()), headers
             )
-        except (httpx.HTTPError, aiohttp.ClientError, TimeoutError) as exc:
-            # aiohttp errors the transport does not map (a malformed answer) arrive raw.
+        except (httpx.HTTPError, TimeoutError) as exc:
             if _timed_out(exc):
                 return Transient(
                     TransientKind.TIMEOUT, ErrorInfo(code="gateway_timeout", message=_why(exc))
@@ -134,23 +128,11 @@ class HttpGateway:
 
 
 def _connect_failed(exc: BaseException) -> bool:
-    """No connection was made, so nothing was sent: safe to try again at once.
-
-    httpx-aiohttp maps aiohttp's ``ClientConnectorError`` (refused, DNS) to ``ConnectTimeout``,
-    so the aiohttp cause is checked as well as httpx's own ``ConnectError``.
-    """
-    return isinstance(exc, httpx.ConnectError) or isinstance(
-        exc.__cause__, aiohttp.ClientConnectorError
-    )
+    """No connection was made, so nothing was sent: safe to try again at once."""
+    return isinstance(exc, httpx.ConnectError)
 
 
 def _timed_out(exc: BaseException) -> bool:
-    """A real timeout, not a refused or dropped connection dressed up as ``ConnectTimeout``."""
-    if _connect_failed(exc):
-        return False
-    cause = exc.__cause__
-    if isinstance(cause, aiohttp.ClientError):
-        return isinstance(cause, TimeoutError)
     return isinstance(exc, httpx.TimeoutException | TimeoutError)
 
 
