@@ -6,7 +6,9 @@ the broker a quorum-queue settle command per payment. ``AckCoalescer`` collects 
 a short window (5 ms) and sends one ``basic.ack(multiple=True)`` for the longest run of finished
 deliveries that starts at the oldest unsettled one. A finished delivery behind a still-running
 one waits for it to finish (and joins its run) for at most ``hold`` (20 ms), then is acked on
-its own, so no ack waits longer than that. Nacks (requeue) go out at once, singly.
+its own, so no ack waits longer than that. Nacks (requeue) go out at once, singly. Frames of
+successive flushes go out in the order the flushes ran (a multiple ack sent ahead of an older
+single ack would make the broker close the channel: "unknown delivery tag").
 
 Why this is safe: ``multiple=True`` settles *every* unsettled delivery up to the tag on the
 channel, so the run may only cover deliveries that are all finished. Every delivery is
@@ -35,6 +37,8 @@ class _Book:
         default_factory=dict
     )
     flushing: bool = False
+    # One flush sends at a time, in the order the flushes started: see ``_flush``.
+    sending: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class AckCoalescer:
@@ -118,10 +122,15 @@ class AckCoalescer:
             oldest = min(entry[2] for entry in book.finished.values())
             delay = max(self._hold - (now - oldest), self._window)
             loop.call_later(delay, self._start_flush, book)
-        if run:
-            await self._send(run[-1][0], [entry[1] for entry in run], multiple=True)
-        for _, (message, future, _at) in alone:
-            await self._send(message, [future], multiple=False)
+        # A later flush's run may reach past this flush's single acks (they are marked
+        # settled already); were its multiple ack sent first, it would settle them at the
+        # broker and the single acks would then name unknown tags, a channel error. The lock
+        # (fair, entered in the order the flushes computed) keeps frames in that order.
+        async with book.sending:
+            if run:
+                await self._send(run[-1][0], [entry[1] for entry in run], multiple=True)
+            for _, (message, future, _at) in alone:
+                await self._send(message, [future], multiple=False)
 
     async def _send(
         self,

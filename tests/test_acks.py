@@ -114,3 +114,53 @@ async def test_acks_in_many_turns_still_settle_everything(
         await coalescer.ack(message)
     await channel.close()
     assert await left_in_queue(connection, queue_name) == 0
+
+
+class GatedAck:
+    """A delivery whose ack frame is held back until ``gate`` opens (records when asked)."""
+
+    def __init__(self, message: AbstractIncomingMessage, gate: asyncio.Event) -> None:
+        self.message = message
+        self.gate = gate
+        self.asked = asyncio.Event()
+
+    @property
+    def delivery_tag(self) -> int | None:
+        return self.message.delivery_tag
+
+    @property
+    def channel(self) -> object:
+        return self.message.channel
+
+    async def ack(self, multiple: bool = False) -> None:
+        self.asked.set()
+        await self.gate.wait()
+        await self.message.ack(multiple=multiple)
+
+
+async def test_a_later_run_never_overtakes_older_single_acks(
+    connection: AbstractRobustConnection, queue_name: str
+) -> None:
+    """Deliveries 10-29 finish behind a running one and are acked singly; while those
+    frames are still going out, everything else finishes. The multiple ack of that second run
+    covers 10-29 at the broker, so it must wait for their single acks, or the broker sees an
+    ack for an already-settled tag and closes the channel (found by the chaos suite)."""
+    coalescer = AckCoalescer()
+    channel, received = await receive_all(connection, queue_name, coalescer)
+    gate = asyncio.Event()
+    first_single = GatedAck(received[10], gate)
+    last_of_run = GatedAck(received[-1], asyncio.Event())
+    last_of_run.gate.set()
+    singles = [asyncio.ensure_future(coalescer.ack(first_single))]  # type: ignore[arg-type]
+    singles += [asyncio.ensure_future(coalescer.ack(m)) for m in received[11:30]]
+    await first_single.asked.wait()  # the single acks are being sent, the first one held
+    rest = [*received[:10], *received[30:-1]]
+    run = [asyncio.ensure_future(coalescer.ack(m)) for m in rest]
+    run.append(asyncio.ensure_future(coalescer.ack(last_of_run)))  # type: ignore[arg-type]
+    with pytest.raises(TimeoutError):  # the run's frame waits behind the held single ack
+        await asyncio.wait_for(asyncio.shield(last_of_run.asked.wait()), 0.3)
+    gate.set()
+    await asyncio.gather(*singles, *run)
+    assert not channel.is_closed, "the broker closed the channel: an ack named an unknown tag"
+    await channel.close()
+    assert await left_in_queue(connection, queue_name) == 0
