@@ -14,8 +14,9 @@ the same key and gets the first answer back.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from processor.decode import Invalid
@@ -165,19 +166,21 @@ async def process_payment(
                 # Another delivery of this payment finished first while we were charging.
                 await deps.publisher.reply(envelope, snapshot.result())
                 return Handled("duplicate", gateway_called=True, transient=transient)
-            await deps.publisher.schedule_retry(
-                envelope, delay, envelope.attempt if spared else attempt
-            )
-            await deps.publisher.publish_event(
-                RetryScheduled(
-                    payment_id=payment_id,
-                    attempts=attempt,
-                    delay_seconds=delay,
-                    error=error,
-                    processed_at=finished_at,
+            await _together(
+                deps.publisher.schedule_retry(
+                    envelope, delay, envelope.attempt if spared else attempt
                 ),
-                "payment.retry_scheduled",
-                envelope.traceparent,
+                deps.publisher.publish_event(
+                    RetryScheduled(
+                        payment_id=payment_id,
+                        attempts=attempt,
+                        delay_seconds=delay,
+                        error=error,
+                        processed_at=finished_at,
+                    ),
+                    "payment.retry_scheduled",
+                    envelope.traceparent,
+                ),
             )
             del next_attempt
             return Handled(f"retry:{delay:g}s", gateway_called=True, transient=True)
@@ -275,10 +278,23 @@ def _repark_notice(snapshot: PaymentSnapshot, request: PaymentRequest) -> ParkNo
 
 
 async def _announce(deps: Deps, envelope: Envelope, result: PaymentResult) -> None:
-    await deps.publisher.publish_event(
-        result, f"payment.{result.status.value}", envelope.traceparent
+    await _together(
+        deps.publisher.publish_event(
+            result, f"payment.{result.status.value}", envelope.traceparent
+        ),
+        deps.publisher.reply(envelope, result),
     )
-    await deps.publisher.reply(envelope, result)
+
+
+async def _together(*publishes: Awaitable[None]) -> None:
+    """Await independent publishes at once: their broker confirms overlap instead of adding
+    up (on a quorum queue each confirm waits for a Raft commit). Every one has finished,
+    confirmed or failed, when this returns; the first failure is raised, so the message is
+    not acked unless all were confirmed."""
+    results = await asyncio.gather(*publishes, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 def _answer_outcome(answer: GatewayAnswer) -> str:
