@@ -427,9 +427,11 @@ class CpuWatch:
     started: float = 0.0
     before: dict[int, tuple[float, float, str, str]] = field(default_factory=dict)
     result: dict[str, float] = field(default_factory=dict)
+    steal_before: float = 0.0
 
     def start(self) -> None:
         self.before = _cpu_snapshot()
+        self.steal_before = _steal_seconds()
         self.started = time.monotonic()
 
     def _members(self) -> dict[int, str]:
@@ -467,10 +469,18 @@ class CpuWatch:
         capacity = elapsed * (os.cpu_count() or 1)
         self.result = {k: round(100 * v / capacity, 1) for k, v in split.items()}
         self.result["busy"] = round(sum(100 * v / capacity for v in split.values()), 1)
+        # CPU time the hypervisor gave to other guests while ours wanted it: on a shared VM it
+        # varies from run to run and slows every process here alike.
+        self.result["stolen"] = round(100 * (_steal_seconds() - self.steal_before) / capacity, 1)
         for name, used in split.items():
             self.result[f"{name}_cpu_s"] = round(used, 2)
         self.result["seconds"] = round(elapsed, 2)
         return self.result
+
+
+def _steal_seconds() -> float:
+    """Machine-wide CPU seconds stolen by the hypervisor since boot (0 where not reported)."""
+    return float(getattr(psutil.cpu_times(), "steal", 0.0))
 
 
 def background_busy(seconds: float = 1.0) -> float:

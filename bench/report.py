@@ -67,6 +67,8 @@ def cpu_split(run: Run | None) -> str:
         if name in c:
             label = "other load" if name == "foreign" else name
             parts.append(f"{label} {c[name]:.0f}%")
+    if c.get("stolen", 0) >= 0.5:
+        parts.append(f"stolen by the hypervisor {c['stolen']:.0f}%")
     return ", ".join(parts)
 
 
@@ -608,7 +610,8 @@ def render(results: Results) -> str:
         "message (payproc's producer) and the same job for everyone: validate, charge with "
         "`Idempotency-Key: payment_id`, record the outcome. CPU shares are of the whole "
         "machine (2 cores = 100%); broker and db include any other client of the shared "
-        "RabbitMQ/PostgreSQL, other load is every process that is not ours.",
+        "RabbitMQ/PostgreSQL, other load is every process that is not ours; on a shared VM, "
+        "CPU stolen by the hypervisor (when at least 0.5%) slows every process alike.",
         "",
         "| # | configuration | result (median) | runs (min-max) | ratio | checks / notes |",
         "|---|---|---|---|---|---|",
