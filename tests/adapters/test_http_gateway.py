@@ -315,7 +315,7 @@ async def fake_gateway() -> AsyncIterator[RunningGateway]:
 async def test_default_transport_charges_the_fake_gateway_once_per_key(
     fake_gateway: RunningGateway,
 ) -> None:
-    """Over httpx-on-aiohttp the fake gateway charges once and replays the answer for the key."""
+    """Over the default transport the fake gateway charges once, then replays the answer."""
     client = HttpGateway(fake_gateway.url, 2.0)
     try:
         request = make_request()
@@ -356,7 +356,7 @@ def closed_port() -> int:
 
 
 async def test_default_transport_reports_a_refused_connection_as_connection_error() -> None:
-    """A refused connection over aiohttp is a connection error, not a timeout."""
+    """A refused connection is a connection error, not a timeout."""
     client = HttpGateway(f"http://127.0.0.1:{closed_port()}", 1.0)
     try:
         answer = await client.charge(make_request())
