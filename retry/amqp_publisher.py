@@ -8,7 +8,6 @@ events, and a caller's reply queue may be gone; neither may block the ack of a p
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import uuid
@@ -91,7 +90,6 @@ class AmqpPublisher:
         self._connection = connection
         self._names = names
         self._channel: AbstractChannel | None = None
-        self._lock = asyncio.Lock()
 
     async def open(self) -> None:
         channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)

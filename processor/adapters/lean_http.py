@@ -73,7 +73,6 @@ class _Connection(asyncio.Protocol):
         self._answer: _Answer | None = None
         self._done: asyncio.Future[None] | None = None
         self.closed = False
-        self.reused = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -152,9 +151,7 @@ class _Connection(asyncio.Protocol):
         self._answer = answer
         self._parser = httptools.HttpResponseParser(self)
         self._done = asyncio.get_running_loop().create_future()
-        transport.write(head + body if len(body) < 65536 else head)
-        if len(body) >= 65536:
-            transport.write(body)
+        transport.writelines((head, body))
         try:
             async with asyncio.timeout(read_timeout):
                 await self._done
@@ -190,7 +187,6 @@ class LeanTransport(httpx.AsyncBaseTransport):
         ssl_context: ssl.SSLContext | None = None,
         connect_timeout: float | None = 5.0,
     ) -> None:
-        self._max_connections = max_connections
         self._ssl = ssl_context
         self._default_connect_timeout = connect_timeout
         self._idle: dict[_Origin, deque[_Connection]] = {}
@@ -234,23 +230,22 @@ class LeanTransport(httpx.AsyncBaseTransport):
         timeouts: dict[str, float | None],
         request: httpx.Request,
     ) -> _Answer:
+        read_timeout = timeouts.get("read")
         connection = self._idle_connection(origin)
         if connection is not None:
             try:
-                answer = await connection.exchange(head, body, timeouts.get("read"))
+                return await self._exchange_on(connection, head, body, read_timeout)
             except _NothingReceived:
-                # The server dropped a kept-alive connection before answering a byte: send
-                # once more on a fresh one (see the module docstring).
-                self._forget(connection)
-            except BaseException:
-                self._forget(connection)
-                raise
-            else:
-                self._release(connection)
-                return answer
+                pass  # the server dropped a kept-alive connection unanswered: send once more
         connection = await self._connect(origin, timeouts.get("connect"), request)
+        return await self._exchange_on(connection, head, body, read_timeout)
+
+    async def _exchange_on(
+        self, connection: _Connection, head: bytes, body: bytes, read_timeout: float | None
+    ) -> _Answer:
+        """One exchange; the connection goes back to the pool after it, or is dropped."""
         try:
-            answer = await connection.exchange(head, body, timeouts.get("read"))
+            answer = await connection.exchange(head, body, read_timeout)
         except BaseException:
             self._forget(connection)
             raise
@@ -262,7 +257,6 @@ class LeanTransport(httpx.AsyncBaseTransport):
         while idle:
             connection = idle.pop()
             if not connection.closed:
-                connection.reused = True
                 return connection
             self._open.discard(connection)
         return None
