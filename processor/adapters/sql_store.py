@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from processor.adapters.pg_batches import PgBatches
+from processor.adapters.sqlite_batches import SqliteBatches
 from processor.adapters.store_rows import (
     ClaimItem,
     RecordItem,
@@ -48,19 +49,24 @@ _FINAL = [s.value for s in FINAL_STATUSES]
 
 
 class SqlPaymentStore:
-    """The portable store; on PostgreSQL, claims and outcomes take ``PgBatches`` (one
-    statement per batch) unless ``pg_fast_path`` is off (the tests run both)."""
+    """The portable store. Claims and outcomes take a fast path unless ``fast_path`` is off
+    (the tests run both): ``PgBatches`` on PostgreSQL (one statement per batch),
+    ``SqliteBatches`` on a SQLite file (one thread call per batch transaction)."""
 
-    def __init__(self, engine: AsyncEngine, *, pg_fast_path: bool = True) -> None:
+    def __init__(self, engine: AsyncEngine, *, fast_path: bool = True) -> None:
         self._engine = engine
         on_postgres = engine.dialect.name == "postgresql"
         self._insert: Any = postgresql.insert if on_postgres else sqlite.insert
-        self._pg = PgBatches(engine) if on_postgres and pg_fast_path else None
+        self._fast: PgBatches | SqliteBatches | None = None
+        if fast_path and on_postgres:
+            self._fast = PgBatches(engine)
+        elif fast_path and engine.dialect.name == "sqlite" and SqliteBatches.usable(engine):
+            self._fast = SqliteBatches(engine)
 
     async def aclose(self) -> None:
         """Close the fast path's own connections (the engine is its owner's to dispose)."""
-        if self._pg is not None:
-            await self._pg.aclose()
+        if self._fast is not None:
+            await self._fast.aclose()
 
     def _tx(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return transaction(self._engine, StoreUnavailable)
@@ -75,8 +81,8 @@ class SqlPaymentStore:
     async def claim_many(self, items: Sequence[ClaimItem]) -> list[ClaimResult]:
         """Claim a batch in one transaction; results are in the order of ``items``."""
         now = utcnow()
-        if self._pg is not None:
-            return await self._pg.claim_many(items, now)
+        if self._fast is not None:
+            return await self._fast.claim_many(items, now)
         results: list[ClaimResult | None] = [None] * len(items)
         async with self._tx() as conn:
             # One upsert per reopen flag.
@@ -162,8 +168,8 @@ class SqlPaymentStore:
     async def record_many(self, items: Sequence[RecordItem]) -> list[PaymentSnapshot]:
         """Commit a batch of attempt outcomes in one transaction (order of ``items``)."""
         now = utcnow()
-        if self._pg is not None:
-            return await self._pg.record_many(items, now)
+        if self._fast is not None:
+            return await self._fast.record_many(items, now)
         table = _payments
         attempt_rows = [attempt_values(item) for item in items]
         updates = [

@@ -60,13 +60,14 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture(
     params=[
         "sqlite",
+        "sqlite-portable",
         pytest.param("postgres", marks=pytest.mark.postgres),
         pytest.param("postgres-portable", marks=pytest.mark.postgres),
     ]
 )
 def db_kind(request: pytest.FixtureRequest) -> str:
-    """PostgreSQL runs twice: with the one-statement batches of ``PgBatches`` (what the
-    worker uses) and with the portable SQLAlchemy statements (what SQLite uses)."""
+    """Each database runs twice: with its fast path (``PgBatches``, ``SqliteBatches``: what
+    the worker uses) and with the portable SQLAlchemy statements."""
     return str(request.param)
 
 
@@ -79,7 +80,7 @@ def db_url(db_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def fast_path(db_kind: str) -> bool:
-    return db_kind != "postgres-portable"
+    return not db_kind.endswith("-portable")
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture(params=["direct", "batching"])
 def store(engine: AsyncEngine, fast_path: bool, request: pytest.FixtureRequest) -> PaymentStore:
     """The SQL store, alone and behind the worker's group-commit wrapper: same semantics."""
-    sql = SqlPaymentStore(engine, pg_fast_path=fast_path)
+    sql = SqlPaymentStore(engine, fast_path=fast_path)
     return BatchingStore(sql) if request.param == "batching" else sql
 
 
@@ -364,13 +365,13 @@ async def test_concurrent_claims_let_exactly_one_owner_through(
 ) -> None:
     """Twenty workers racing, each on its own connection, for one payment: exactly one wins."""
     request = make_request()
-    store = SqlPaymentStore(engine, pg_fast_path=fast_path)
+    store = SqlPaymentStore(engine, fast_path=fast_path)
     if existing:
         await store.claim(request, "w0", LEASE, reopen=False)
         await store.record(request.key, "w0", attempt(), PaymentStatus.RETRYING, error=BUSY)
     engines = [make_engine(db_url, pool_size=1) for _ in range(20)]
     try:
-        stores = [SqlPaymentStore(e, pg_fast_path=fast_path) for e in engines]
+        stores = [SqlPaymentStore(e, fast_path=fast_path) for e in engines]
         # Open every connection first so the claims themselves race, not the connects.
         for s in stores:
             await s.get(request.key)
@@ -389,7 +390,7 @@ async def test_concurrent_claims_through_one_batching_store_let_one_owner_throug
     engine: AsyncEngine, fast_path: bool
 ) -> None:
     """Copies of one payment batched into the same transaction still yield a single claim."""
-    store = BatchingStore(SqlPaymentStore(engine, pg_fast_path=fast_path))
+    store = BatchingStore(SqlPaymentStore(engine, fast_path=fast_path))
     request = make_request()
     results = await asyncio.gather(
         *(store.claim(request, f"copy-{i}", LEASE, reopen=False) for i in range(20))
@@ -404,7 +405,7 @@ async def test_concurrent_batches_in_opposite_orders_do_not_deadlock(
     """Two workers claiming the same payments in reverse order both finish, one claim each."""
     engines = [make_engine(db_url, pool_size=1) for _ in range(2)]
     try:
-        first, second = (SqlPaymentStore(e, pg_fast_path=fast_path) for e in engines)
+        first, second = (SqlPaymentStore(e, fast_path=fast_path) for e in engines)
         for _ in range(5):
             requests = [make_request() for _ in range(100)]
             forward = [ClaimItem(r, "w1", -1.0, False) for r in requests]
