@@ -338,6 +338,35 @@ def _five_x_cause(
     return f"{text}; {cpu_split(run)}"
 
 
+def _goodput_cause(run: Run, zero: Figure, steady: float) -> str:
+    """Why goodput under failures falls short: what a failed attempt costs the worker, and
+    how much of the drain is the retry ladder's tail."""
+    calls = int(run.checks.get("gateway_requests", 0))
+    failures = calls - run.count
+    zero_run = zero.median_run()
+    text = f"steady-state goodput is {rate(steady)} ({pct(steady, zero.rate)})"
+    if failures > 0 and zero_run is not None:
+        success_ms = zero_run.cpu_ms("workers")
+        worker_ms = 1000 * run.cpu.get("workers_cpu_s", 0.0)
+        failed_ms = (worker_ms - run.count * success_ms) / failures
+        text += (
+            f"; {calls:,} gateway calls for {run.count:,} payments, and a failed attempt cost "
+            f"the worker ~{failed_ms:.2f} ms of CPU against {success_ms:.2f} ms for a success "
+            "(claim, charge, commit, a confirmed retry copy and its event, and the consumed "
+            "copy's x-death headers)"
+        )
+    if steady > 0:
+        at_steady = run.count / steady
+        text += (
+            f"; the drain took {run.seconds:.1f} s where {at_steady:.1f} s would do at the "
+            f"steady rate: the last {run.seconds - at_steady:.1f} s are the retry ladder's tail "
+            "(payments that failed several times in a row wait out 0.5 + 1 + 2 + 2 ... s, and "
+            "retries rejoin the back of the request queue, late p50 "
+            f"{run.extra.get('delays', {}).get('late_p50_s')} s), when the worker is mostly idle"
+        )
+    return text
+
+
 def _vs_peer_cause(results: Results, db: str, peer_name: str, factor: float) -> str:
     two = _fig(results, f"zero.{db}.payproc2")
     peer = _fig(results, f"zero.{db}.{peer_name}")
@@ -484,14 +513,7 @@ def _targets(results: Results) -> list[Verdict]:
         opens = int(run.extra.get("circuit_opens", 0))
         cause = ""
         if not met:
-            cause = (
-                f"steady-state goodput is {rate(steady)} ({pct(steady, zero.rate)}); a failed "
-                "attempt costs as much work as a good one "
-                f"({run.checks.get('gateway_requests', 0):,} gateway calls for {run.count:,} "
-                "payments), and retries rejoin the back of the request queue (late p50 "
-                f"{run.extra.get('delays', {}).get('late_p50_s')} s), so the last retry rounds "
-                "run after the backlog is gone, with the worker idle between them"
-            )
+            cause = _goodput_cause(run, zero, steady)
             if opens:
                 cause += (
                     f"; the circuit breaker opened {opens}x on random 30% failures and paused "
