@@ -26,9 +26,13 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from processor.adapters.store_rows import (
+    ATTEMPT_COLUMNS,
+    FINAL_SQL,
+    SNAPSHOT_COLUMNS,
     ClaimItem,
     RecordItem,
     attempt_values,
+    claim_conflict_sql,
     claim_values,
     first_claim_per_key,
     snapshot_of,
@@ -36,30 +40,10 @@ from processor.adapters.store_rows import (
 )
 from processor.ports import Claimed, ClaimResult, PaymentSnapshot, StoreUnavailable
 
-_FINAL_SQL = "('succeeded', 'declined', 'dead_lettered')"
-_SNAPSHOT = (
-    "payment_id",
-    "status",
-    "attempts",
-    "gateway_charge_id",
-    "last_error_code",
-    "last_error_message",
-    "dead_letter_reason",
-    "updated_at",
-    "fingerprint",
-    "lease_until",
-)
-_COLUMNS = ", ".join(_SNAPSHOT)
+_COLUMNS = ", ".join(SNAPSHOT_COLUMNS)
 
 
 def _claim_sql(reopen: bool) -> str:
-    if reopen:
-        # A replay may re-open a dead-lettered payment, never a succeeded or declined one.
-        status_ok = "t.status NOT IN ('succeeded', 'declined')"
-        same_payment = "TRUE"
-    else:
-        status_ok = f"t.status NOT IN {_FINAL_SQL}"
-        same_payment = "t.fingerprint = excluded.fingerprint"
     # ORDER BY: rows are inserted (and locked) in key order, so concurrent batches lock in
     # one global order and cannot deadlock each other.
     return f"""
@@ -71,17 +55,7 @@ FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::text
     $7::timestamptz[]) AS v(payment_id, amount, currency, merchant_id, fingerprint,
     lease_owner, lease_until)
 ORDER BY v.payment_id
-ON CONFLICT (payment_id) DO UPDATE SET
-    status = 'processing', attempts = t.attempts + 1, lease_owner = excluded.lease_owner,
-    lease_until = excluded.lease_until, updated_at = excluded.updated_at,
-    amount = excluded.amount, currency = excluded.currency,
-    merchant_id = excluded.merchant_id, fingerprint = excluded.fingerprint,
-    dead_letter_reason = NULL
-WHERE {status_ok}
-    AND (t.lease_until IS NULL OR t.lease_until < excluded.updated_at
-         OR t.lease_owner = excluded.lease_owner)
-    AND {same_payment}
-RETURNING t.payment_id, t.attempts
+{claim_conflict_sql(reopen)}
 """  # noqa: S608 - constants only; every value is a bound parameter
 
 
@@ -107,8 +81,8 @@ WITH v AS (
         dead_letter_reason = v.reason, lease_owner = NULL, lease_until = NULL,
         updated_at = $17
     FROM v
-    WHERE t.payment_id = v.payment_id AND t.status NOT IN {_FINAL_SQL}
-    RETURNING {", ".join("t." + column for column in _SNAPSHOT)}
+    WHERE t.payment_id = v.payment_id AND t.status NOT IN {FINAL_SQL}
+    RETURNING {", ".join("t." + column for column in SNAPSHOT_COLUMNS)}
 )
 SELECT * FROM updated
 UNION ALL
@@ -147,18 +121,6 @@ _CLAIM_COLUMNS = (
     "fingerprint",
     "lease_owner",
     "lease_until",
-)
-_ATTEMPT_COLUMNS = (
-    "payment_id",
-    "attempt",
-    "outcome",
-    "http_status",
-    "error_code",
-    "error_message",
-    "replay_of",
-    "started_at",
-    "finished_at",
-    "duration_ms",
 )
 
 
@@ -273,7 +235,7 @@ class PgBatches:
                     item.park_reason.value if item.park_reason else None,
                 )
             )
-            attempts.append(_pick(attempt_values(item), _ATTEMPT_COLUMNS))
+            attempts.append(_pick(attempt_values(item), ATTEMPT_COLUMNS))
         async with self._connection() as connection:
             found = await connection.fetch(
                 RECORD_SQL, *_columns(outcomes, 6), *_columns(attempts, 10), now

@@ -33,9 +33,13 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from processor.adapters.store_rows import (
+    ATTEMPT_COLUMNS,
+    FINAL_SQL,
+    SNAPSHOT_COLUMNS,
     ClaimItem,
     RecordItem,
     attempt_values,
+    claim_conflict_sql,
     claim_values,
     first_claim_per_key,
     snapshot_of,
@@ -45,19 +49,6 @@ from processor.ports import Claimed, ClaimResult, PaymentSnapshot, StoreUnavaila
 
 T = TypeVar("T")
 
-_FINAL_SQL = "('succeeded', 'declined', 'dead_lettered')"
-_SNAPSHOT = (
-    "payment_id",
-    "status",
-    "attempts",
-    "gateway_charge_id",
-    "last_error_code",
-    "last_error_message",
-    "dead_letter_reason",
-    "updated_at",
-    "fingerprint",
-    "lease_until",
-)
 _CLAIM_COLUMNS = (
     "payment_id",
     "status",
@@ -71,30 +62,18 @@ _CLAIM_COLUMNS = (
     "created_at",
     "updated_at",
 )
-_ATTEMPT_COLUMNS = (
-    "payment_id",
-    "attempt",
-    "outcome",
-    "http_status",
-    "error_code",
-    "error_message",
-    "replay_of",
-    "started_at",
-    "finished_at",
-    "duration_ms",
-)
 _TIMESTAMPS = frozenset({"lease_until", "created_at", "updated_at", "started_at", "finished_at"})
 _ROWS_PER_STATEMENT = 200  # 11 parameters a row, far below SQLite's 32,766
 
 ATTEMPT_SQL = (
-    f"INSERT INTO payment_attempts ({', '.join(_ATTEMPT_COLUMNS)}) "  # noqa: S608 - constants
-    f"VALUES ({', '.join('?' * len(_ATTEMPT_COLUMNS))})"
+    f"INSERT INTO payment_attempts ({', '.join(ATTEMPT_COLUMNS)}) "  # noqa: S608 - constants
+    f"VALUES ({', '.join('?' * len(ATTEMPT_COLUMNS))})"
 )
 RECORD_SQL = f"""
 UPDATE payments SET status = ?, gateway_charge_id = COALESCE(?, gateway_charge_id),
     last_error_code = ?, last_error_message = ?, dead_letter_reason = ?,
     lease_owner = NULL, lease_until = NULL, updated_at = ?
-WHERE payment_id = ? AND status NOT IN {_FINAL_SQL}
+WHERE payment_id = ? AND status NOT IN {FINAL_SQL}
 """  # noqa: S608 - constants only; every value is a bound parameter
 
 
@@ -110,35 +89,18 @@ def from_text(value: str | None) -> datetime | None:
 
 @lru_cache(maxsize=64)
 def claim_sql(reopen: bool, rows: int) -> str:
-    """The claim upsert for ``rows`` rows (the same rules as ``SqlPaymentStore``)."""
-    if reopen:
-        # A replay may re-open a dead-lettered payment, never a succeeded or declined one.
-        status_ok = "payments.status NOT IN ('succeeded', 'declined')"
-        same_payment = "1"
-    else:
-        status_ok = f"payments.status NOT IN {_FINAL_SQL}"
-        same_payment = "payments.fingerprint = excluded.fingerprint"
+    """The claim upsert for ``rows`` rows."""
     one_row = f"({', '.join('?' * len(_CLAIM_COLUMNS))})"
     return f"""
-INSERT INTO payments ({", ".join(_CLAIM_COLUMNS)}) VALUES {", ".join([one_row] * rows)}
-ON CONFLICT (payment_id) DO UPDATE SET
-    status = 'processing', attempts = payments.attempts + 1,
-    lease_owner = excluded.lease_owner, lease_until = excluded.lease_until,
-    updated_at = excluded.updated_at, amount = excluded.amount, currency = excluded.currency,
-    merchant_id = excluded.merchant_id, fingerprint = excluded.fingerprint,
-    dead_letter_reason = NULL
-WHERE {status_ok}
-    AND (payments.lease_until IS NULL OR payments.lease_until < excluded.updated_at
-         OR payments.lease_owner = excluded.lease_owner)
-    AND {same_payment}
-RETURNING payment_id, attempts
+INSERT INTO payments AS t ({", ".join(_CLAIM_COLUMNS)}) VALUES {", ".join([one_row] * rows)}
+{claim_conflict_sql(reopen)}
 """  # noqa: S608 - constants only; every value is a bound parameter
 
 
 @lru_cache(maxsize=64)
 def rows_sql(keys: int) -> str:
     return (
-        f"SELECT {', '.join(_SNAPSHOT)} FROM payments "  # noqa: S608 - constants only
+        f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM payments "  # noqa: S608 - constants only
         f"WHERE payment_id IN ({', '.join('?' * keys)})"
     )
 
@@ -151,7 +113,7 @@ def _row_values(values: dict[str, Any], names: Sequence[str]) -> tuple[Any, ...]
 
 
 def _snapshot_row(row: Sequence[Any]) -> dict[str, Any]:
-    mapping = dict(zip(_SNAPSHOT, row, strict=True))
+    mapping = dict(zip(SNAPSHOT_COLUMNS, row, strict=True))
     mapping["updated_at"] = from_text(mapping["updated_at"])
     mapping["lease_until"] = from_text(mapping["lease_until"])
     return mapping
@@ -297,7 +259,7 @@ class SqliteBatches:
         self, items: Sequence[RecordItem], now: datetime
     ) -> list[PaymentSnapshot]:
         stamp = to_text(now)
-        attempts = [_row_values(attempt_values(item), _ATTEMPT_COLUMNS) for item in items]
+        attempts = [_row_values(attempt_values(item), ATTEMPT_COLUMNS) for item in items]
         updates = []
         for item in sorted(items, key=lambda item: item.payment_id):
             error = item.error

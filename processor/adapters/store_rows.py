@@ -22,6 +22,59 @@ from schemas.outcome import ErrorInfo, ParkReason, PaymentStatus
 from schemas.payment import PaymentRequest
 from schemas.tables import last_error_of
 
+FINAL_SQL = "('succeeded', 'declined', 'dead_lettered')"
+SNAPSHOT_COLUMNS = (
+    "payment_id",
+    "status",
+    "attempts",
+    "gateway_charge_id",
+    "last_error_code",
+    "last_error_message",
+    "dead_letter_reason",
+    "updated_at",
+    "fingerprint",
+    "lease_until",
+)
+"""The columns the fast paths read back: what ``snapshot_of`` and ``why_not_claimed`` need."""
+ATTEMPT_COLUMNS = (
+    "payment_id",
+    "attempt",
+    "outcome",
+    "http_status",
+    "error_code",
+    "error_message",
+    "replay_of",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+)
+
+
+def claim_conflict_sql(reopen: bool) -> str:
+    """The ``ON CONFLICT`` clause of the fast paths' claim upsert (PostgreSQL and SQLite
+    alike, the target table aliased ``t``): the rules of ``SqlPaymentStore``'s portable claim.
+    A row is taken over only if it is not final (a replay may re-open a dead-lettered one,
+    never a succeeded or declined one), its lease is free, expired or our own, and, unless
+    re-opening, the amount, currency and merchant are the same."""
+    if reopen:
+        status_ok = "t.status NOT IN ('succeeded', 'declined')"
+        same_payment = "TRUE"
+    else:
+        status_ok = f"t.status NOT IN {FINAL_SQL}"
+        same_payment = "t.fingerprint = excluded.fingerprint"
+    return f"""ON CONFLICT (payment_id) DO UPDATE SET
+    status = 'processing', attempts = t.attempts + 1, lease_owner = excluded.lease_owner,
+    lease_until = excluded.lease_until, updated_at = excluded.updated_at,
+    amount = excluded.amount, currency = excluded.currency,
+    merchant_id = excluded.merchant_id, fingerprint = excluded.fingerprint,
+    dead_letter_reason = NULL
+WHERE {status_ok}
+    AND (t.lease_until IS NULL OR t.lease_until < excluded.updated_at
+         OR t.lease_owner = excluded.lease_owner)
+    AND {same_payment}
+RETURNING payment_id, attempts"""
+
+
 CONFLICT = ErrorInfo(
     code="idempotency_conflict",
     message="payment_id was already used with a different amount, currency or merchant",
