@@ -39,7 +39,7 @@ chaos: $(STAMP)
 	./scripts/ensure-services.sh
 	$(BIN)/python -m tests.chaos.soak
 
-# The benchmark: payproc vs the bare aio-pika ceiling, Celery and Dramatiq (about 14 minutes);
+# The benchmark: payproc vs the bare aio-pika ceiling, Celery and Dramatiq (11-12 minutes here);
 # prints the table and writes bench/results.md.
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
