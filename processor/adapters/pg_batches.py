@@ -35,6 +35,7 @@ from processor.adapters.store_rows import (
     claim_conflict_sql,
     claim_values,
     first_claim_per_key,
+    outcome_values,
     snapshot_of,
     why_not_claimed,
 )
@@ -221,21 +222,8 @@ class PgBatches:
     async def record_many(
         self, items: Sequence[RecordItem], now: datetime
     ) -> list[PaymentSnapshot]:
-        outcomes = []
-        attempts = []
-        for item in items:
-            error = item.error
-            outcomes.append(
-                (
-                    item.payment_id,
-                    item.status.value,
-                    item.charge_id,
-                    error.code if error else None,
-                    error.message[:1000] if error else None,
-                    item.park_reason.value if item.park_reason else None,
-                )
-            )
-            attempts.append(_pick(attempt_values(item), ATTEMPT_COLUMNS))
+        outcomes = [(item.payment_id, *outcome_values(item)) for item in items]
+        attempts = [_pick(attempt_values(item), ATTEMPT_COLUMNS) for item in items]
         async with self._connection() as connection:
             found = await connection.fetch(
                 RECORD_SQL, *_columns(outcomes, 6), *_columns(attempts, 10), now

@@ -28,6 +28,7 @@ from processor.adapters.store_rows import (
     attempt_values,
     claim_values,
     first_claim_per_key,
+    outcome_values,
     snapshot_of,
     why_not_claimed,
 )
@@ -46,6 +47,7 @@ from schemas.tables import PaymentAttemptRow, PaymentRow, utcnow
 _payments = PaymentRow.__table__  # type: ignore[attr-defined]
 _attempts = PaymentAttemptRow.__table__  # type: ignore[attr-defined]
 _FINAL = [s.value for s in FINAL_STATUSES]
+_OUTCOME_PARAMS = ("b_status", "b_charge_id", "b_error_code", "b_error_message", "b_reason")
 
 
 class SqlPaymentStore:
@@ -175,11 +177,7 @@ class SqlPaymentStore:
         updates = [
             {
                 "b_payment_id": item.payment_id,
-                "b_status": item.status.value,
-                "b_charge_id": item.charge_id,
-                "b_error_code": item.error.code if item.error else None,
-                "b_error_message": item.error.message[:1000] if item.error else None,
-                "b_reason": item.park_reason.value if item.park_reason else None,
+                **dict(zip(_OUTCOME_PARAMS, outcome_values(item), strict=True)),
             }
             for item in sorted(items, key=lambda item: item.payment_id)  # lock order
         ]

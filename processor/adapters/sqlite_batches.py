@@ -24,7 +24,7 @@ import os
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -42,6 +42,7 @@ from processor.adapters.store_rows import (
     claim_conflict_sql,
     claim_values,
     first_claim_per_key,
+    outcome_values,
     snapshot_of,
     why_not_claimed,
 )
@@ -148,16 +149,21 @@ class SqliteBatches:
         return bool(database) and database != ":memory:" and not engine.url.query
 
     def _on_engine_disposed(self, _engine: object) -> None:
-        if not self._closed:
-            self._closed = True
-            self._executor.submit(self._close)
-            self._executor.shutdown(wait=False)
+        self._shut()
 
     async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
-            self._executor.shutdown(wait=False)
+        closing = self._shut()
+        if closing is not None:
+            await asyncio.wrap_future(closing)
+
+    def _shut(self) -> Future[None] | None:
+        """Close the connection on its thread, then let the thread end (once)."""
+        if self._closed:
+            return None
+        self._closed = True
+        closing = self._executor.submit(self._close)
+        self._executor.shutdown(wait=False)
+        return closing
 
     def _close(self) -> None:
         connection, self._connection = self._connection, None
@@ -260,20 +266,10 @@ class SqliteBatches:
     ) -> list[PaymentSnapshot]:
         stamp = to_text(now)
         attempts = [_row_values(attempt_values(item), ATTEMPT_COLUMNS) for item in items]
-        updates = []
-        for item in sorted(items, key=lambda item: item.payment_id):
-            error = item.error
-            updates.append(
-                (
-                    item.status.value,
-                    item.charge_id,
-                    error.code if error else None,
-                    error.message[:1000] if error else None,
-                    item.park_reason.value if item.park_reason else None,
-                    stamp,
-                    item.payment_id,
-                )
-            )
+        updates = [
+            (*outcome_values(item), stamp, item.payment_id)
+            for item in sorted(items, key=lambda item: item.payment_id)
+        ]
         keys = sorted({item.payment_id for item in items})
         found = await self._run(lambda connection: _record(connection, attempts, updates, keys))
         rows = {row[0]: row for row in found}

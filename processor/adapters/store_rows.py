@@ -162,6 +162,19 @@ def attempt_values(item: RecordItem) -> dict[str, Any]:
     }
 
 
+def outcome_values(item: RecordItem) -> tuple[str, str | None, str | None, str | None, str | None]:
+    """What an outcome writes into its ``payments`` row: status, charge id, error code,
+    error message (at most 1,000 characters) and park reason."""
+    error = item.error
+    return (
+        item.status.value,
+        item.charge_id,
+        error.code if error else None,
+        error.message[:1000] if error else None,
+        item.park_reason.value if item.park_reason else None,
+    )
+
+
 def snapshot_of(row: Mapping[Any, Any]) -> PaymentSnapshot:
     return PaymentSnapshot(
         payment_id=row["payment_id"],
