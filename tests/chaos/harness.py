@@ -141,8 +141,12 @@ class ChaosRun:
         extra_env: dict[str, str] | None = None,
         seed: int | None = None,
         rabbitmq_node: str | None = None,
+        observer_url: str | None = None,
     ) -> None:
         self.amqp_url = amqp_url
+        # The harness's own connection (topology, publishing, queue counts); a run that stops a
+        # cluster node points it at a node that stays up, away from the workers' balancer.
+        self.observer_url = observer_url or amqp_url
         self.database_url = database_url
         self.workdir = workdir
         self.names = Names(f"chaos-{os.getpid()}-{random.Random().getrandbits(32):08x}")
@@ -169,7 +173,7 @@ class ChaosRun:
     # ---- lifecycle ------------------------------------------------------------------------
 
     async def open(self, **gateway_flags: Any) -> None:
-        self._connection = await aio_pika.connect_robust(self.amqp_url)
+        self._connection = await aio_pika.connect_robust(self.observer_url)
         await declare_topology(self._connection, self.names, self.delays, 10)
         await create_schema(self._engine)
         args = ["--port", str(self.gateway_port), "--seed", "3"]
@@ -358,7 +362,21 @@ class ChaosRun:
 
     async def ready_counts(self) -> dict[str, int]:
         """Ready messages per queue, read live with passive declares (rabbitmqctl's figures
-        for quorum queues lag by seconds)."""
+        for quorum queues lag by seconds).
+
+        A broker that drops the harness's connection (a stopped node, close_all_connections)
+        leaves the robust connection reconnecting for a moment; the count is read again once
+        it is back instead of failing the run on the observer's own hiccup."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                return await self._read_ready_counts()
+            except (RuntimeError, ConnectionError, aio_pika.exceptions.AMQPError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+    async def _read_ready_counts(self) -> dict[str, int]:
         assert self._connection is not None
         channel = await self._connection.channel()
         counts = {}
