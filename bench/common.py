@@ -45,6 +45,19 @@ LOG_DIR = Path(tempfile.gettempdir()) / "payproc-bench"
 _GATEWAY_LINE = re.compile(r"fake gateway listening on (http://\S+)")
 PAYPROC_FINAL = ("succeeded", "declined", "dead_lettered")
 PEER_FINAL = ("succeeded", "declined")
+# The payproc shapes of the gateway-latency scenario, as (workers, prefetch per worker): one
+# worker shows how far a single process hides the latency; two match the peers' 2 processes.
+LATENCY_SHAPES = ((1, 100), (1, 300), (2, 100), (2, 300))
+
+
+def latency_key(workers: int, prefetch: int) -> str:
+    """The figure key of one payproc shape in the latency scenario (``payproc_p100``, ...)."""
+    return f"payproc{'' if workers == 1 else workers}_p{prefetch}"
+
+
+def workers_phrase(workers: int) -> str:
+    """``1 worker``, ``2 workers``."""
+    return f"{workers} worker{'s' if workers > 1 else ''}"
 
 
 class BenchError(RuntimeError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bench.common import Figure, Run
+from bench.common import LATENCY_SHAPES, Figure, Run, latency_key, workers_phrase
 
 if TYPE_CHECKING:
     from bench.run import Results
@@ -180,16 +180,24 @@ def _results_rows(results: Results) -> list[str]:
 
     db, lat = results.plan.latency_db, results.plan.latency
     dramatiq_lat = _fig(results, f"lat.{db}.dramatiq")
-    for key, prefetch, what in (
-        ("payproc_p100", 100, f"payproc, 1 worker, prefetch 100, {db}, {lat * 1000:g} ms gateway"),
-        ("payproc_p300", 300, f"payproc, 1 worker, prefetch 300, {db}, {lat * 1000:g} ms gateway"),
+    shapes = [
+        (
+            latency_key(workers, prefetch),
+            workers * prefetch,
+            f"payproc, {workers_phrase(workers)}, prefetch {prefetch}"
+            f"{' each' if workers > 1 else ''}, {db}, {lat * 1000:g} ms gateway",
+        )
+        for workers, prefetch in LATENCY_SHAPES
+    ]
+    shapes += [
         ("dramatiq", 16, f"Dramatiq 2x8, {db}, {lat * 1000:g} ms gateway"),
         ("celery", 16, f"Celery threads x 16, {db}, {lat * 1000:g} ms gateway"),
-    ):
+    ]
+    for key, in_flight, what in shapes:
         figure = results.figure(f"lat.{db}.{key}")
         if figure is None:
             continue
-        bound = prefetch / lat
+        bound = in_flight / lat
         vs = f"{pct(figure.rate, bound)} of bound {bound:,.0f}/s" if figure.ok else ""
         if figure.ok and key.startswith("payproc") and dramatiq_lat is not None:
             vs += f"; {ratio(figure.rate, dramatiq_lat.rate)} Dramatiq"
@@ -324,17 +332,17 @@ def _one_worker_cause(results: Results, db: str, ceiling: Figure) -> str:
 
 
 def _five_x_cause(
-    figure: Figure, dramatiq: Figure, zero_one: Figure | None, run: Run | None
+    figure: Figure, dramatiq: Figure, zero_same: Figure | None, run: Run | None
 ) -> str:
     needed = 5 * dramatiq.rate
     text = f"5x Dramatiq is {rate(needed)}"
-    if zero_one is not None and needed > zero_one.rate:
+    if zero_same is not None and needed > zero_same.rate:
         text += (
-            f", more than one payproc worker does even with a 0 ms gateway "
-            f"({rate(zero_one.rate)}): the latency is hidden, the worker's own cost is the limit"
+            f", more than as many payproc workers do even with a 0 ms gateway "
+            f"({rate(zero_same.rate)}): the latency is hidden, the workers' own cost is the limit"
         )
     else:
-        text += ": the worker is held below its bound (next row)"
+        text += ": the workers are held below their bound (next row)"
     return f"{text}; {cpu_split(run)}"
 
 
@@ -454,39 +462,40 @@ def _targets(results: Results) -> list[Verdict]:
             )
     db, lat = plan.latency_db, plan.latency
     dramatiq = _fig(results, f"lat.{db}.dramatiq")
-    zero_one = _fig(results, f"zero.{db}.payproc1")
-    zero_run = zero_one.median_run() if zero_one is not None else None
-    for key, prefetch in (("payproc_p100", 100), ("payproc_p300", 300)) if "latency" in ran else ():
-        figure = _fig(results, f"lat.{db}.{key}")
+    for workers, prefetch in LATENCY_SHAPES if "latency" in ran else ():
+        shape = f"{lat * 1000:g} ms, {workers_phrase(workers)}, prefetch {prefetch}"
+        figure = _fig(results, f"lat.{db}.{latency_key(workers, prefetch)}")
         if figure is None:
-            out.append(Verdict(f"{lat * 1000:g} ms, prefetch {prefetch}", "-", None))
+            out.append(Verdict(shape, "-", None))
             continue
+        # "until the CPU limits it": the effective bound is the lower of prefetch/latency and
+        # what the same workers do when the gateway costs nothing (their 0 ms figure).
+        zero_same = _fig(results, f"zero.{db}.payproc{workers}")
+        zero_run = zero_same.median_run() if zero_same is not None else None
         run = figure.median_run()
-        used = worker_utilisation(run, 1) if run is not None else 0.0
+        used = worker_utilisation(run, workers) if run is not None else 0.0
         if dramatiq is not None:
             met = figure.rate >= 5 * dramatiq.rate
             out.append(
                 Verdict(
-                    f"{lat * 1000:g} ms, prefetch {prefetch}: payproc 1 worker >= 5x Dramatiq",
+                    f"{shape}: payproc >= 5x Dramatiq",
                     f"{rate(figure.rate)} vs {rate(dramatiq.rate)} = "
                     f"{ratio(figure.rate, dramatiq.rate)}",
                     met,
-                    "" if met else _five_x_cause(figure, dramatiq, zero_one, run),
+                    "" if met else _five_x_cause(figure, dramatiq, zero_same, run),
                 )
             )
-        bound = prefetch / lat
-        # "until the CPU limits it": the effective bound is the lower of prefetch/latency and
-        # what the same worker does when the gateway costs nothing (its 0 ms figure).
-        cpu_limit = zero_one.rate if zero_one is not None else bound
+        bound = workers * prefetch / lat
+        cpu_limit = zero_same.rate if zero_same is not None else bound
         effective = min(bound, cpu_limit)
-        limit = "prefetch/latency" if effective == bound else "the 0 ms 1-worker figure"
+        limit = "prefetch/latency" if effective == bound else f"the 0 ms {workers}-worker figure"
         met = figure.rate >= 0.85 * effective
         cause = ""
         if not met:
-            in_flight_ms = 1000 * prefetch / figure.rate
+            in_flight_ms = 1000 * workers * prefetch / figure.rate
             own_ms = in_flight_ms - 1000 * lat
             cause = (
-                f"the worker used {used:.0f}% of a core ({cpu_split(run)}) and "
+                f"each worker used {used:.0f}% of a core ({cpu_split(run)}) and "
                 f"{run.cpu_ms('workers') if run else 0:.2f} ms of CPU per payment vs "
                 f"{zero_run.cpu_ms('workers') if zero_run else 0:.2f} ms at 0 ms; each payment "
                 f"spent ~{in_flight_ms:.0f} ms in flight, {1000 * lat:.0f} ms of it at the "
@@ -495,9 +504,8 @@ def _targets(results: Results) -> list[Verdict]:
             )
         out.append(
             Verdict(
-                f"{lat * 1000:g} ms, prefetch {prefetch}: >= 85% of prefetch/latency "
-                f"({bound:,.0f}/s) until the CPU limits it (0 ms 1-worker figure "
-                f"{rate(cpu_limit)})",
+                f"{shape}: >= 85% of prefetch/latency ({bound:,.0f}/s) until the CPU limits "
+                f"it (0 ms {workers}-worker figure {rate(cpu_limit)})",
                 f"{rate(figure.rate)} = {pct(figure.rate, effective)} of {limit}",
                 met,
                 cause,

@@ -29,15 +29,18 @@ from typing import Any
 
 from bench import ceiling, memory, retries
 from bench.common import (
+    LATENCY_SHAPES,
     LOG_DIR,
     Figure,
     Run,
     background_busy,
     connect,
+    latency_key,
     log,
     machine_line,
     rabbitmq_version,
     repeat,
+    workers_phrase,
 )
 from bench.payproc_runs import PayprocConfig
 from bench.payproc_runs import drain as payproc_drain
@@ -242,15 +245,13 @@ async def scenario_latency(results: Results) -> None:
     pn, qn = plan.latency_payproc_count, plan.latency_peer_count
     configs = [
         (
-            f"lat.{db}.payproc_p100",
-            f"payproc 1 worker prefetch 100 ({db})",
-            _payproc(PayprocConfig(1, db, pn, latency=lat, prefetch=100)),
-        ),
-        (
-            f"lat.{db}.payproc_p300",
-            f"payproc 1 worker prefetch 300 ({db})",
-            _payproc(PayprocConfig(1, db, pn, latency=lat, prefetch=300)),
-        ),
+            f"lat.{db}.{latency_key(workers, prefetch)}",
+            f"payproc {workers_phrase(workers)} prefetch {prefetch} ({db})",
+            _payproc(PayprocConfig(workers, db, pn, latency=lat, prefetch=prefetch)),
+        )
+        for workers, prefetch in LATENCY_SHAPES
+    ]
+    configs += [
         (
             f"lat.{db}.dramatiq",
             f"Dramatiq 2x8 ({db})",
