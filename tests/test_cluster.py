@@ -48,7 +48,7 @@ async def test_losing_the_leader_node_loses_and_double_charges_nothing(
         f"sqlite:///{tmp_path / 'cluster.db'}",
         tmp_path,
         rabbitmq_node=others[-1].name,
-        observer_url=f"amqp://guest:guest@127.0.0.1:{others[-1].port}/",
+        observer_url=others[-1].amqp_url,
     )
     try:
         await run.open(failure_rate=0.1, latency=0.002)
