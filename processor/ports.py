@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Protocol
 
 from processor.envelope import Envelope
-from retry.policy import GatewayAnswer
+from retry.policy import GatewayAnswer, LookupAnswer
 from schemas.outcome import ErrorInfo, ParkReason, PaymentResult, PaymentStatus, RetryScheduled
 from schemas.payment import PaymentRequest
 
@@ -31,6 +31,14 @@ class Gateway(Protocol):
         """Charge ``request`` with its payment_id as Idempotency-Key; never raises for HTTP.
 
         ``traceparent`` (W3C) is forwarded to the gateway so the call joins the trace."""
+        ...
+
+
+class ChargeLookup(Protocol):
+    async def lookup(self, payment_id: str) -> LookupAnswer:
+        """Ask the gateway whether a charge was made with ``payment_id`` as the key.
+
+        Never raises for HTTP or network trouble: that is ``LookupUnavailable``."""
         ...
 
 

@@ -24,12 +24,24 @@ from schemas.outcome import ErrorInfo, ParkReason
 
 
 class TransientKind(StrEnum):
+    """What went wrong, as a fact the adapter observed; ``in_doubt`` judges what it means.
+
+    Adapters report *what happened on the wire*; whether the gateway may have charged is
+    decided by the policy (``in_doubt``), never by an adapter.
+    """
+
+    CONNECT_FAILED = "connect_failed"
+    """The connection could not be opened (refused, DNS, connect timeout): nothing was sent."""
     TIMEOUT = "timeout"
+    """The request was sent and no answer came in time (read timeout)."""
     CONNECTION = "connection_error"
+    """The connection dropped after the request may have been written."""
     RATE_LIMITED = "rate_limited"
     SERVER_ERROR = "server_error"
     GATEWAY_AUTH = "gateway_auth"
     UNEXPECTED_ANSWER = "unexpected_answer"
+    PENDING_AT_GATEWAY = "pending_at_gateway"
+    """The gateway accepted the charge but has not settled it yet (Stripe ``processing``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +69,29 @@ class Transient:
 
 
 GatewayAnswer = Charged | Declined | Rejected | Transient
+
+
+@dataclass(frozen=True, slots=True)
+class LookupCharged:
+    """The gateway holds a successful charge made with the payment's idempotency key."""
+
+    charge_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LookupNoCharge:
+    """The gateway answered: no successful charge was made with that key."""
+
+
+@dataclass(frozen=True, slots=True)
+class LookupUnavailable:
+    """The gateway could not say now (5xx, 429, timeout, connection error)."""
+
+    error: ErrorInfo
+
+
+LookupAnswer = LookupCharged | LookupNoCharge | LookupUnavailable
+"""What ``GET /v1/charges?idempotency_key=<payment_id>`` (or a provider's equivalent) told."""
 
 
 class StatusClass(StrEnum):
