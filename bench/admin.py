@@ -31,17 +31,8 @@ from typing import Any
 
 import httpx
 
-from bench.common import (
-    AMQP_URL,
-    BenchError,
-    Database,
-    Proc,
-    connect,
-    log,
-    python,
-    queue_depth,
-    short_id,
-)
+from bench.common import AMQP_URL, BenchError, Proc, connect, log, python, queue_depth, short_id
+from bench.database import Database
 
 _LISTENING = re.compile(r"admin API listening on (http://\S+)")
 TOKEN = "bench-" + uuid.uuid4().hex  # a throwaway operator token for this run only

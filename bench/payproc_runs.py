@@ -23,24 +23,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench.accounting import CpuWatch, RssSampler
 from bench.common import (
     AMQP_URL,
     PAYPROC_FINAL,
     BenchError,
-    CpuWatch,
-    Database,
     Gateway,
     Proc,
-    RssSampler,
-    Run,
     connect,
     log,
     python,
     queue_depth,
     short_id,
     wait_consumers,
-    wait_drained,
 )
+from bench.database import Database, wait_drained
+from bench.figures import Run
 
 DEFAULT_DELAYS = "1,5,30,120,600"
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bench.common import LATENCY_SHAPES, Figure, Run, latency_key, workers_phrase
+from bench.common import LATENCY_SHAPES, latency_key, workers_phrase
+from bench.figures import Figure, Run
 
 if TYPE_CHECKING:
     from bench.run import Results

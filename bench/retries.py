@@ -25,7 +25,8 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
-from bench.common import Database, Run, _epoch
+from bench.database import Database, epoch
+from bench.figures import Run
 from bench.payproc_runs import PayprocConfig, drain
 
 RETRY_DELAYS = "0.5,1,2"
@@ -45,7 +46,7 @@ def lateness(db: Database, delays: tuple[float, ...]) -> tuple[list[float], int]
     rows = db.execute("SELECT payment_id, attempt, started_at, finished_at FROM payment_attempts")
     by_payment: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
     for payment_id, attempt, started, finished in rows:
-        start, end = _epoch(started), _epoch(finished)
+        start, end = epoch(started), epoch(finished)
         if start is not None and end is not None:
             by_payment[str(payment_id)].append((start, end, int(attempt)))
     late: list[float] = []

@@ -28,20 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from bench import ceiling, memory, retries
+from bench.accounting import background_busy, machine_line
 from bench.common import (
     LATENCY_SHAPES,
     LOG_DIR,
-    Figure,
-    Run,
-    background_busy,
     connect,
     latency_key,
     log,
-    machine_line,
     rabbitmq_version,
-    repeat,
     workers_phrase,
 )
+from bench.figures import Figure, Run, repeat
 from bench.payproc_runs import PayprocConfig
 from bench.payproc_runs import drain as payproc_drain
 from bench.peers.runs import PeerConfig

@@ -20,18 +20,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from bench.accounting import CpuWatch, RssSampler
 from bench.common import (
     AMQP_URL,
     BIN,
     PEER_FINAL,
     ROOT,
     BenchError,
-    CpuWatch,
-    Database,
     Gateway,
     Proc,
-    RssSampler,
-    Run,
     connect,
     delete_queues,
     log,
@@ -39,8 +36,9 @@ from bench.common import (
     queue_depth,
     short_id,
     wait_consumers,
-    wait_drained,
 )
+from bench.database import Database, wait_drained
+from bench.figures import Run
 from bench.peers.job import create_schema
 
 PRODUCERS = 4
