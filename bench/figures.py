@@ -65,14 +65,6 @@ class Figure:
         ordered = sorted(self.runs, key=lambda r: r.rate)
         return ordered[len(ordered) // 2]
 
-    def extra(self, name: str, default: Any = None) -> Any:
-        run = self.median_run()
-        return run.extra.get(name, default) if run is not None else default
-
-    def max_extra(self, name: str) -> float:
-        values = [float(r.extra[name]) for r in self.runs if name in r.extra]
-        return max(values) if values else 0.0
-
 
 async def repeat(
     key: str,

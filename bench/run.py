@@ -14,6 +14,9 @@ drift in background load spreads over all of them rather than landing on one. Pr
 to stderr; the table goes to stdout and to ``bench/results.md``. Exit status 1 if a run
 failed outright or any run showed a double charge; missed targets do not fail the command
 (they are the point of the report).
+
+A new scenario is an ``async def scenario_<name>(results)`` here, listed in ``RUNNERS``; its
+rows and targets go in ``bench.rows`` and ``bench.targets`` (steps in ``bench/__init__.py``).
 """
 
 from __future__ import annotations

@@ -2,12 +2,13 @@
 one small function (``evaluate``) judges against a run's ``Results``.
 
 A target reads a measured ``value`` and, for a relative target, a ``reference`` (another
-figure of the same run; both are ``bench.quantities``), and needs ``value >= bound x reference`` (``at_least``), ``<=``
-(``at_most``) or ``<`` (``below``); without a reference the bound is absolute. Its texts are
-templates filled with ``{value}``, ``{reference}``, ``{ratio}`` (``2.32x``), ``{pct}``
-(``17%``) and any named ``fields``. When something it reads was not measured, the row is left
-out, or (with ``missing``) says "not measured" and why. When a target is missed, its
-``cause`` (``bench.causes``) explains the gap from what the run measured.
+figure of the same run; both are ``bench.quantities``), and needs ``value >= bound x
+reference`` (``at_least``), ``<=`` (``at_most``) or ``<`` (``below``); without a reference
+the bound is absolute. Its texts are templates filled with ``{value}``, ``{reference}``,
+``{ratio}`` (``2.32x``), ``{pct}`` (``17%``) and any named ``fields``. When something it
+reads was not measured, the row is left out, or (with ``missing``) says "not measured" and
+why. When a target is missed, its ``cause`` (``bench.causes``) explains the gap from what
+the run measured.
 
 Adding a target is one ``Target(...)`` in the section of ``table`` its scenario belongs to,
 for example an absolute bound on a figure the scenario recorded::
