@@ -10,6 +10,7 @@ when the target was missed, so it may assume the target's figures were measured.
 
 from __future__ import annotations
 
+from bench.figures import NO_DELAYS, RetryDelays
 from bench.formatting import cost, cpu_split, pct, rate, worker_utilisation
 from bench.results import AdminFigures, Results
 
@@ -113,8 +114,8 @@ def goodput(db: str, results: Results) -> str:
     run = backlog.median_run() if backlog is not None else None
     if run is None or zero is None:
         return ""
-    steady = float(run.extra.get("steady_rate", 0.0))
-    calls = int(run.checks.get("gateway_requests", 0))
+    steady = float(run.steady_rate)
+    calls = run.checks.gateway_requests
     failures = calls - run.count
     zero_run = zero.median_run()
     text = f"steady-state goodput is {rate(steady)} ({pct(steady, zero.rate)})"
@@ -135,9 +136,9 @@ def goodput(db: str, results: Results) -> str:
             f"steady rate: the last {run.seconds - at_steady:.1f} s are the retry ladder's tail "
             "(payments that failed several times in a row wait out 0.5 + 1 + 2 + 2 ... s, and "
             "retries rejoin the back of the request queue, late p50 "
-            f"{run.extra.get('delays', {}).get('late_p50_s')} s), when the worker is mostly idle"
+            f"{(run.delays or NO_DELAYS).late_p50_s} s), when the worker is mostly idle"
         )
-    opens = int(run.extra.get("circuit_opens", 0))
+    opens = run.circuit_opens
     if opens:
         text += (
             f"; the circuit breaker opened {opens}x on random 30% failures and paused "
@@ -146,18 +147,17 @@ def goodput(db: str, results: Results) -> str:
     return text
 
 
-def _delays(key: str, results: Results) -> dict[str, float]:
+def _delays(key: str, results: Results) -> RetryDelays:
     figure = results.measured(key)
     run = figure.median_run() if figure is not None else None
-    delays: dict[str, float] = run.extra.get("delays", {}) if run is not None else {}
-    return delays
+    return (run.delays if run is not None else None) or NO_DELAYS
 
 
 def backlog_delays(results: Results) -> str:
     """Retries late under a backlog: they queue behind it."""
     delays = _delays("retries.backlog", results)
     return (
-        f"late p50 {delays.get('late_p50_s')} s, p95 {delays.get('late_p95_s')} s: a "
+        f"late p50 {delays.late_p50_s} s, p95 {delays.late_p95_s} s: a "
         "retry dead-letters back to the *end* of the request queue, so under a "
         "backlog it also waits for every message ahead of it"
     )
@@ -166,7 +166,7 @@ def backlog_delays(results: Results) -> str:
 def paced_delays(results: Results) -> str:
     """Retries late below capacity: how late."""
     delays = _delays("retries.paced", results)
-    return f"late p95 {delays.get('late_p95_s')} s, max {delays.get('late_max_s')} s"
+    return f"late p95 {delays.late_p95_s} s, max {delays.late_max_s} s"
 
 
 def replay(db: str, results: Results) -> str:

@@ -11,17 +11,53 @@ from typing import Any
 from bench.common import log
 
 
+@dataclass(frozen=True)
+class DrainChecks:
+    """What the harness verified after a drain: the gateway's ledger, the rows' statuses
+    and what was left in the queue."""
+
+    double_charged: int = 0
+    charges: int = 0
+    gateway_requests: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    queue_left: int = 0
+
+
+@dataclass(frozen=True)
+class RetryDelays:
+    """How late each retry started against its ladder delay (``bench.retries``): lateness
+    in seconds, the share within delay + 1 s, retries started early, and retries "spared"
+    by the circuit breaker (the attempt number stays, the delay is the ladder's first)."""
+
+    retries: int = 0
+    within_pct: float = 0
+    late_p50_s: float = 0
+    late_p95_s: float = 0
+    late_max_s: float = 0
+    early: int = 0
+    spared: int = 0
+
+
+NO_DELAYS = RetryDelays()
+
+
 @dataclass
 class Run:
-    """One measured run."""
+    """One measured run: ``count`` payments (or messages) in ``seconds``, with what the
+    harness checked, the peak RSS of a worker process, and the CPU split by owner
+    (``bench.accounting.CpuWatch``)."""
 
     label: str
     count: int
     seconds: float
-    checks: dict[str, Any] = field(default_factory=dict)
+    checks: DrainChecks = field(default_factory=DrainChecks)
     rss_mb: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    publish_rate: float = 0.0  # messages/s the queue was filled at
+    goodput: float = 0.0  # succeeded payments/s over the whole drain
+    steady_rate: float = 0.0  # succeeded payments/s from the 10th to the 90th percentile
+    circuit_opens: int = 0  # times a worker's circuit breaker opened
+    delays: RetryDelays | None = None  # with injected failures: retry-delay accuracy
 
     @property
     def rate(self) -> float:

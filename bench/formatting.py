@@ -63,10 +63,10 @@ def checks(figure: Figure) -> str:
         return f"FAILED: {figure.error[:300]}"
     if not figure.runs:
         return "-"
-    doubles = sum(int(r.checks.get("double_charged", 0)) for r in figure.runs)
+    doubles = sum(r.checks.double_charged for r in figure.runs)
     total = sum(r.count for r in figure.runs)
-    ok = sum(int(r.checks.get("statuses", {}).get("succeeded", 0)) for r in figure.runs)
-    left = sum(int(r.checks.get("queue_left", 0)) for r in figure.runs)
+    ok = sum(r.checks.statuses.get("succeeded", 0) for r in figure.runs)
+    left = sum(r.checks.queue_left for r in figure.runs)
     text = f"{doubles} double charges; {ok:,}/{total:,} succeeded"
     if left:
         text += f"; {left} left in queue"

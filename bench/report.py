@@ -58,6 +58,6 @@ def exit_status(results: Results) -> int:
     for figure in results.figures.values():
         if figure.error:
             return 1
-        if any(int(r.checks.get("double_charged", 0)) for r in figure.runs):
+        if any(r.checks.double_charged for r in figure.runs):
             return 1
     return 0

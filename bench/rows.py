@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench.common import LATENCY_SHAPES, latency_key, workers_phrase
-from bench.figures import Figure
+from bench.figures import NO_DELAYS, Figure
 from bench.formatting import checks, cost, cpu_split, pct, rate, ratio, spread
 from bench.results import AdminFailed, Results, SyncFailed
 
@@ -141,17 +141,15 @@ def retry_rows(results: Results) -> list[str]:
     run = backlog.median_run() if backlog is not None else None
     if backlog is not None and run is not None:
         zero = results.measured(f"zero.{plan.retry_db}.payproc1")
-        goodput = float(run.extra.get("goodput", 0.0))
-        steady = float(run.extra.get("steady_rate", 0.0))
+        goodput = float(run.goodput)
         vs = f"{pct(goodput, zero.rate)} of zero-failure 1w" if zero is not None else ""
-        delays = run.extra.get("delays", {})
+        delays = run.delays or NO_DELAYS
         notes = (
-            f"steady goodput {rate(steady)}; gateway requests "
-            f"{run.checks.get('gateway_requests', 0):,}; retries {delays.get('retries', 0):,}, "
-            f"{delays.get('within_pct', 0)}% within delay+1 s (late p50 "
-            f"{delays.get('late_p50_s', 0)} s, p95 {delays.get('late_p95_s', 0)} s); "
-            f"circuit opened {run.extra.get('circuit_opens', 0)}x, "
-            f"{delays.get('spared', 0)} spared retries"
+            f"steady goodput {rate(run.steady_rate)}; gateway requests "
+            f"{run.checks.gateway_requests:,}; retries {delays.retries:,}, "
+            f"{delays.within_pct}% within delay+1 s (late p50 "
+            f"{delays.late_p50_s} s, p95 {delays.late_p95_s} s); "
+            f"circuit opened {run.circuit_opens}x, {delays.spared} spared retries"
         )
         rows.append(
             f"| 5 | payproc 1 worker, {plan.retry_db}, 30% 503s, ladder "
@@ -163,15 +161,13 @@ def retry_rows(results: Results) -> list[str]:
     paced = results.figure("retries.paced")
     run = paced.median_run() if paced is not None else None
     if paced is not None and run is not None:
-        delays = run.extra.get("delays", {})
+        delays = run.delays or NO_DELAYS
         rows.append(
             f"| 5 | same, paced at {plan.retry_paced_rate:g}/s (below capacity): "
-            f"retry-delay accuracy | {delays.get('within_pct', 0)}% within delay+1 s | 1 run | "
-            f"late p50 {delays.get('late_p50_s', 0)} s, p95 {delays.get('late_p95_s', 0)} s, "
-            f"max {delays.get('late_max_s', 0)} s | {checks(paced)}; "
-            f"{delays.get('retries', 0):,} "
-            f"retries, {delays.get('early', 0)} early; circuit opened "
-            f"{run.extra.get('circuit_opens', 0)}x |"
+            f"retry-delay accuracy | {delays.within_pct}% within delay+1 s | 1 run | "
+            f"late p50 {delays.late_p50_s} s, p95 {delays.late_p95_s} s, "
+            f"max {delays.late_max_s} s | {checks(paced)}; {delays.retries:,} "
+            f"retries, {delays.early} early; circuit opened {run.circuit_opens}x |"
         )
     else:
         rows += figure_row("5", "payproc 1 worker, 30% transient, paced", paced)

@@ -186,10 +186,10 @@ async def scenario_retries(results: Results) -> None:
         log(f"retries failed: {backlog.error}")
         return
     backlog.runs.append(measured)
-    log(f"retries backlog: {measured.extra}")
+    log(f"retries backlog: goodput {measured.goodput}/s; {measured.delays}")
     if steady is not None:
         paced.runs.append(steady)
-        log(f"retries paced: {steady.extra}")
+        log(f"retries paced: {steady.delays}")
 
 
 async def scenario_memory(results: Results) -> None:

@@ -11,14 +11,13 @@ why. When a target is missed, its ``cause`` (``bench.causes``) explains the gap 
 the run measured.
 
 Adding a target is one ``Target(...)`` in the section of ``table`` its scenario belongs to,
-for example an absolute bound on a figure the scenario recorded::
+for example an absolute bound on a rate the scenario recorded as a ``Figure``::
 
     Target(
-        "gateway rate limit within 2% of the configured rate",
-        "ratelimit",
-        value=run_value("ratelimit", lambda run: float(run.extra["error_pct"]), str),
-        need=at_most(2.0),
-        measured="{value}% off",
+        "replay job >= 1,000 entries/s at 100,000 entries (postgres)",
+        "replay_job",
+        value=figure_rate("replay_job.postgres"),
+        need=at_least(1000.0),
     )
 """
 
@@ -31,7 +30,7 @@ from functools import partial
 
 from bench import causes
 from bench.common import LATENCY_SHAPES, latency_key, workers_phrase
-from bench.figures import Run
+from bench.figures import NO_DELAYS, Run
 from bench.formatting import pct, ratio
 from bench.quantities import (
     DASH,
@@ -236,8 +235,12 @@ def _goodput_missing(results: Results) -> NotMeasured:
     return NotMeasured(why, label="30% transient: goodput >= 60% of zero-failure")
 
 
-def _delays(name: str) -> Callable[[Run], float]:
-    return lambda run: float(run.extra.get("delays", {}).get(name, 0.0))
+def _within_pct(run: Run) -> float:
+    return float((run.delays or NO_DELAYS).within_pct)
+
+
+def _retries(run: Run) -> float:
+    return (run.delays or NO_DELAYS).retries
 
 
 def retry_targets(plan: Plan) -> list[Target]:
@@ -246,7 +249,7 @@ def retry_targets(plan: Plan) -> list[Target]:
         Target(
             "30% transient: goodput >= 60% of the zero-failure figure",
             "retries",
-            value=run_value("retries.backlog", lambda run: float(run.extra.get("goodput", 0.0))),
+            value=run_value("retries.backlog", lambda run: run.goodput),
             reference=figure_rate(f"zero.{plan.retry_db}.payproc1"),
             need=at_least(0.6),
             measured="{value} vs {reference} = {pct} (whole drain)",
@@ -262,10 +265,10 @@ def retry_targets(plan: Plan) -> list[Target]:
             Target(
                 f"retry-delay accuracy ({what}): every retry within its delay + 1 s",
                 "retries",
-                value=run_value(key, _delays("within_pct"), str),
+                value=run_value(key, _within_pct, str),
                 need=at_least(100.0),
                 measured="{value}% of {retries} retries",
-                fields=(("retries", run_value(key, _delays("retries"), "{:,.0f}".format)),),
+                fields=(("retries", run_value(key, _retries, "{:,.0f}".format)),),
                 cause=cause,
             )
         )
@@ -334,7 +337,7 @@ def admin_targets(plan: Plan) -> list[Target]:
 
 def _double_charges(results: Results) -> float:
     figures = results.figures.values()
-    return sum(int(r.checks.get("double_charged", 0)) for f in figures for r in f.runs)
+    return sum(r.checks.double_charged for f in figures for r in f.runs)
 
 
 def _drain_runs(results: Results) -> float:

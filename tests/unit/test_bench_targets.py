@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bench.figures import Figure, Run
+from bench.figures import DrainChecks, Figure, RetryDelays, Run
 from bench.quantities import constant
 from bench.report import exit_status, render
 from bench.results import FULL, QUICK, AdminFailed, AdminFigures, AdminResults, Latencies, Results
@@ -20,17 +20,17 @@ ALL = ("ceiling", "zero", "latency", "retries", "memory", "admin", "sync")
 CPU = {"busy": 90.0, "workers": 50.0, "seconds": 10.0, "workers_cpu_s": 5.0, "broker_cpu_s": 1.0}
 
 
-def figure(
-    key: str,
-    rate: float,
-    *,
-    runs: int = 1,
-    rss_mb: float = 100.0,
-    extra: dict[str, Any] | None = None,
-) -> Figure:
+def figure(key: str, rate: float, *, runs: int = 1, **measured: Any) -> Figure:
     """``runs`` drains of 1,000 payments at ``rate``/s, no double charge."""
     made = [
-        Run(key, 1000, 1000 / rate, {"double_charged": 0}, rss_mb, dict(CPU), dict(extra or {}))
+        Run(
+            key,
+            1000,
+            1000 / rate,
+            DrainChecks(statuses={"succeeded": 1000}),
+            cpu=dict(CPU),
+            **measured,
+        )
         for _ in range(runs)
     ]
     return Figure(key, key, runs=made)
@@ -74,9 +74,9 @@ def results() -> Results:
     ):
         run.add(figure(key, rate))
     run.add(figure("zero.postgres.payproc2", 2_200, runs=3))
-    run.add(figure("retries.backlog", 1_000, extra={"goodput": 1_000.0, "steady_rate": 1_200}))
-    paced = {"delays": {"within_pct": 100.0, "retries": 1_299}}
-    run.add(figure("retries.paced", 300, extra=paced))
+    run.add(figure("retries.backlog", 1_000, goodput=1_000.0, steady_rate=1_200))
+    paced = RetryDelays(retries=1_299, within_pct=100.0)
+    run.add(figure("retries.paced", 300, delays=paced))
     run.add(figure("memory", 1_700, rss_mb=160.0))
     run.admin = AdminResults(
         available=True,
@@ -223,6 +223,6 @@ def test_the_report_holds_both_tables_and_fails_on_a_double_charge(results: Resu
     assert "| 2 | payproc, 2 workers, postgres, 0 ms gateway | 2,200 payments/s |" in text
     assert "| 0 ms, postgres: payproc 2 workers >= 3x Celery |" in text
     assert exit_status(results) == 0
-    results.figures["memory"].runs[0].checks["double_charged"] = 1
+    results.figures["memory"].runs[0].checks = DrainChecks(double_charged=1)
     assert exit_status(results) == 1
     assert by_name(results)["no double charge in any run"].met is False
