@@ -15,7 +15,7 @@ started and driven over HTTP with httpx, one request at a time:
   measure what the mechanism can do, and reports the default too.
 
 Tolerant by design: while ``dlq_admin`` is missing or incomplete, ``run`` returns
-``{"available": False, "reason": ...}`` and the table says "admin: not available".
+``AdminResults(available=False, reason=...)`` and the table says "admin: not available".
 """
 
 from __future__ import annotations
@@ -31,17 +31,9 @@ from typing import Any
 
 import httpx
 
-from bench.common import (
-    AMQP_URL,
-    BenchError,
-    Database,
-    Proc,
-    connect,
-    log,
-    python,
-    queue_depth,
-    short_id,
-)
+from bench.common import AMQP_URL, BenchError, Proc, connect, log, python, queue_depth, short_id
+from bench.database import Database
+from bench.results import AdminFailed, AdminFigures, AdminResults, Latencies
 
 _LISTENING = re.compile(r"admin API listening on (http://\S+)")
 TOKEN = "bench-" + uuid.uuid4().hex  # a throwaway operator token for this run only
@@ -176,19 +168,19 @@ def insert_entries(db: Database, namespace: str, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def _percentiles(samples: list[float]) -> dict[str, float]:
+def _percentiles(samples: list[float]) -> Latencies:
     ordered = sorted(samples)
-    return {
-        "p50_ms": round(1000 * statistics.median(ordered), 2),
-        "p95_ms": round(1000 * ordered[int(0.95 * (len(ordered) - 1))], 2),
-        "max_ms": round(1000 * ordered[-1], 2),
-        "n": len(ordered),
-    }
+    return Latencies(
+        p50_ms=round(1000 * statistics.median(ordered), 2),
+        p95_ms=round(1000 * ordered[int(0.95 * (len(ordered) - 1))], 2),
+        max_ms=round(1000 * ordered[-1], 2),
+        n=len(ordered),
+    )
 
 
 async def _timed_gets(
     client: httpx.AsyncClient, path: str, params: dict[str, Any], requests: int
-) -> dict[str, float]:
+) -> Latencies:
     samples = []
     for _ in range(requests):
         started = time.perf_counter()
@@ -201,7 +193,7 @@ async def _timed_gets(
     return _percentiles(samples)
 
 
-async def _deep_pages(client: httpx.AsyncClient, pages: int) -> dict[str, float]:
+async def _deep_pages(client: httpx.AsyncClient, pages: int) -> Latencies:
     """Follow ``next_cursor`` ``pages`` times: the cost of paging deep into the listing."""
     samples = []
     cursor: str | None = None
@@ -217,7 +209,7 @@ async def _deep_pages(client: httpx.AsyncClient, pages: int) -> dict[str, float]
     return _percentiles(samples)
 
 
-async def measure(db_kind: str, entries: int, requests: int, replay: int) -> dict[str, Any]:
+async def measure(db_kind: str, entries: int, requests: int, replay: int) -> AdminFigures:
     from bench.payproc_runs import migrate
     from retry.names import Names
     from retry.policy import parse_delays
@@ -272,24 +264,23 @@ async def measure(db_kind: str, entries: int, requests: int, replay: int) -> dic
             raise BenchError(f"bulk replay answered {response.status_code}: {response.text[:300]}")
         replayed = int(response.json().get("replayed", 0))
         depth, _ = await queue_depth(connection, Names(namespace).requests)
-        return {
-            "available": True,
-            "db": db_kind,
-            "entries": entries,
-            "insert_rate": round(insert_rate),
-            "list": first,
-            "list_filtered": filtered,
-            "list_merchant": merchant,
-            "list_deep": deep,
-            "stats": stats_call,
-            "replay_requested": replay,
-            "replayed": replayed,
-            "replay_seconds": round(replay_seconds, 3),
-            "replay_rate": round(replayed / replay_seconds) if replay_seconds > 0 else 0,
-            "replay_queue_depth": depth,
-            "bulk_concurrency": bulk_concurrency(),
-            "bulk_chunk": bulk_chunk(),
-        }
+        return AdminFigures(
+            db=db_kind,
+            entries=entries,
+            insert_rate=round(insert_rate),
+            list=first,
+            list_filtered=filtered,
+            list_merchant=merchant,
+            list_deep=deep,
+            stats=stats_call,
+            replay_requested=replay,
+            replayed=replayed,
+            replay_seconds=round(replay_seconds, 3),
+            replay_rate=round(replayed / replay_seconds) if replay_seconds > 0 else 0,
+            replay_queue_depth=depth,
+            bulk_concurrency=bulk_concurrency(),
+            bulk_chunk=bulk_chunk(),
+        )
     finally:
         if server is not None:
             server.stop()
@@ -301,20 +292,17 @@ async def measure(db_kind: str, entries: int, requests: int, replay: int) -> dic
 
 async def run(
     entries: int, requests: int, replay: int, dbs: tuple[str, ...] = ("postgres", "sqlite")
-) -> dict[str, Any]:
-    """Every database in ``dbs``; ``{"available": False, ...}`` when there is no admin."""
+) -> AdminResults:
+    """Every database in ``dbs``; ``available=False`` (and why) when there is no admin."""
     why = available()
     if why is not None:
         log(f"admin: not available: {why}")
-        return {"available": False, "reason": why}
-    results: dict[str, Any] = {"available": True, "by_db": {}}
+        return AdminResults(available=False, reason=why)
+    results = AdminResults(available=True)
     for db_kind in dbs:
         try:
-            results["by_db"][db_kind] = await measure(db_kind, entries, requests, replay)
+            results.by_db[db_kind] = await measure(db_kind, entries, requests, replay)
         except Exception as exc:
             log(f"admin ({db_kind}) failed: {type(exc).__name__}: {exc}")
-            results["by_db"][db_kind] = {
-                "available": True,
-                "error": f"{type(exc).__name__}: {str(exc)[:400]}",
-            }
+            results.by_db[db_kind] = AdminFailed(db_kind, f"{type(exc).__name__}: {str(exc)[:400]}")
     return results

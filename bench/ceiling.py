@@ -17,7 +17,8 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from bench.common import Run, connect, delete_queues, short_id
+from bench.common import connect, delete_queues, short_id
+from bench.figures import Run
 
 WINDOW = 500
 PREFETCH = 500

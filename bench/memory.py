@@ -10,7 +10,7 @@ reported too (a slowdown as tables grow would show against the 20,000 figure).
 
 from __future__ import annotations
 
-from bench.common import Run
+from bench.figures import Run
 from bench.payproc_runs import PayprocConfig, drain
 
 

@@ -23,24 +23,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench.accounting import CpuWatch, RssSampler
 from bench.common import (
     AMQP_URL,
     PAYPROC_FINAL,
     BenchError,
-    CpuWatch,
-    Database,
     Gateway,
     Proc,
-    RssSampler,
-    Run,
     connect,
     log,
     python,
     queue_depth,
     short_id,
     wait_consumers,
-    wait_drained,
 )
+from bench.database import Database, wait_drained
+from bench.figures import DrainChecks, Run
 
 DEFAULT_DELAYS = "1,5,30,120,600"
 
@@ -196,19 +194,16 @@ async def drain(config: PayprocConfig, inspect: Inspect | None = None) -> Run:
             seconds=end - start,
             rss_mb=round(sampler.peak_mb, 1),
             cpu=usage,
-            checks={
-                "double_charged": len(stats["double_charged"]),
-                "charges": stats["charges"],
-                "gateway_requests": stats["requests"],
-                "statuses": statuses,
-                "queue_left": depth,
-            },
-            extra={
-                "publish_rate": round(publish_rate),
-                "rss_mb": round(sampler.peak_mb, 1),
-                "goodput": round(statuses.get("succeeded", 0) / (end - start), 1),
-                "steady_rate": round(db.steady_rate(["succeeded"])),
-            },
+            checks=DrainChecks(
+                double_charged=len(stats["double_charged"]),
+                charges=stats["charges"],
+                gateway_requests=stats["requests"],
+                statuses=statuses,
+                queue_left=depth,
+            ),
+            publish_rate=round(publish_rate),
+            goodput=round(statuses.get("succeeded", 0) / (end - start), 1),
+            steady_rate=round(db.steady_rate(["succeeded"])),
         )
         if stats["double_charged"]:
             raise BenchError(f"double charges: {len(stats['double_charged'])}")
@@ -218,9 +213,7 @@ async def drain(config: PayprocConfig, inspect: Inspect | None = None) -> Run:
             raise BenchError(
                 f"gateway charged {stats['charges']} but {statuses.get('succeeded')} succeeded"
             )
-        run.extra["circuit_opens"] = sum(
-            w.log.read_text(errors="replace").count("-> open") for w in workers
-        )
+        run.circuit_opens = sum(w.log.read_text(errors="replace").count("-> open") for w in workers)
         if inspect is not None:
             await inspect(db, run)
         return run

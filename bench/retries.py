@@ -23,9 +23,9 @@ from __future__ import annotations
 import itertools
 import statistics
 from collections import defaultdict
-from typing import Any
 
-from bench.common import Database, Run, _epoch
+from bench.database import Database, epoch
+from bench.figures import RetryDelays, Run
 from bench.payproc_runs import PayprocConfig, drain
 
 RETRY_DELAYS = "0.5,1,2"
@@ -45,7 +45,7 @@ def lateness(db: Database, delays: tuple[float, ...]) -> tuple[list[float], int]
     rows = db.execute("SELECT payment_id, attempt, started_at, finished_at FROM payment_attempts")
     by_payment: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
     for payment_id, attempt, started, finished in rows:
-        start, end = _epoch(started), _epoch(finished)
+        start, end = epoch(started), epoch(finished)
         if start is not None and end is not None:
             by_payment[str(payment_id)].append((start, end, int(attempt)))
     late: list[float] = []
@@ -62,19 +62,20 @@ def lateness(db: Database, delays: tuple[float, ...]) -> tuple[list[float], int]
     return late, spared
 
 
-def summarize(late: list[float]) -> dict[str, Any]:
+def summarize(late: list[float], spared: int = 0) -> RetryDelays:
     if not late:
-        return {"retries": 0}
+        return RetryDelays(spared=spared)
     ordered = sorted(late)
     within = sum(1 for x in late if -0.05 <= x <= 1.0)
-    return {
-        "retries": len(late),
-        "within_pct": round(100 * within / len(late), 2),
-        "late_p50_s": round(statistics.median(ordered), 3),
-        "late_p95_s": round(ordered[int(0.95 * (len(ordered) - 1))], 3),
-        "late_max_s": round(ordered[-1], 3),
-        "early": sum(1 for x in late if x < -0.05),
-    }
+    return RetryDelays(
+        retries=len(late),
+        within_pct=round(100 * within / len(late), 2),
+        late_p50_s=round(statistics.median(ordered), 3),
+        late_p95_s=round(ordered[int(0.95 * (len(ordered) - 1))], 3),
+        late_max_s=round(ordered[-1], 3),
+        early=sum(1 for x in late if x < -0.05),
+        spared=spared,
+    )
 
 
 async def run(
@@ -85,8 +86,7 @@ async def run(
 
     async def inspect(db: Database, measured: Run) -> None:
         late, spared = lateness(db, delays)
-        measured.extra["delays"] = {**summarize(late), "spared": spared}
-        measured.extra["statuses"] = measured.checks.get("statuses")
+        measured.delays = summarize(late, spared)
 
     base = PayprocConfig(
         workers=1,

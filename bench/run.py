@@ -14,6 +14,9 @@ drift in background load spreads over all of them rather than landing on one. Pr
 to stderr; the table goes to stdout and to ``bench/results.md``. Exit status 1 if a run
 failed outright or any run showed a double charge; missed targets do not fail the command
 (they are the point of the report).
+
+A new scenario is an ``async def scenario_<name>(results)`` here, listed in ``RUNNERS``; its
+rows and targets go in ``bench.rows`` and ``bench.targets`` (steps in ``bench/__init__.py``).
 """
 
 from __future__ import annotations
@@ -23,125 +26,28 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import ceiling, memory, retries
+from bench import ceiling, memory, report, retries
+from bench.accounting import background_busy, machine_line
 from bench.common import (
     LATENCY_SHAPES,
     LOG_DIR,
-    Figure,
-    Run,
-    background_busy,
     connect,
     latency_key,
     log,
-    machine_line,
     rabbitmq_version,
-    repeat,
     workers_phrase,
 )
+from bench.figures import Figure, Run, repeat
 from bench.payproc_runs import PayprocConfig
 from bench.payproc_runs import drain as payproc_drain
 from bench.peers.runs import PeerConfig
 from bench.peers.runs import drain as peer_drain
+from bench.results import FULL, QUICK, Plan, Results, SyncFailed
 
-SCENARIOS = ("ceiling", "zero", "latency", "retries", "memory", "admin", "sync")
 RESULTS_MD = Path(__file__).resolve().parent / "results.md"
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Sizes and repetitions; ``full`` is ``make bench``, ``quick`` a smoke run."""
-
-    name: str
-    ceiling_count: int
-    ceiling_reps: int
-    zero_count: int
-    zero_dbs: tuple[tuple[str, int], ...]  # (database, repetitions); the first is the headline
-    zero_round_budget: float  # seconds: no further round of a database once this is spent
-    latency: float
-    latency_db: str
-    latency_payproc_count: int
-    latency_peer_count: int
-    latency_reps: int
-    retry_db: str
-    retry_count: int
-    retry_paced_count: int
-    retry_paced_rate: float
-    memory_count: int
-    admin_entries: int
-    admin_requests: int
-    admin_replay: int
-    sync_count: int
-
-
-FULL = Plan(
-    name="full",
-    ceiling_count=20_000,
-    ceiling_reps=3,
-    zero_count=20_000,
-    zero_dbs=(("postgres", 3), ("sqlite", 1)),
-    zero_round_budget=420,
-    latency=0.05,
-    latency_db="postgres",
-    latency_payproc_count=8_000,
-    latency_peer_count=2_400,
-    latency_reps=2,
-    retry_db="postgres",
-    retry_count=20_000,
-    retry_paced_count=3_000,
-    retry_paced_rate=300,
-    memory_count=50_000,
-    admin_entries=100_000,
-    admin_requests=200,
-    admin_replay=3_000,
-    sync_count=2_000,
-)
-
-QUICK = Plan(
-    name="quick",
-    ceiling_count=5_000,
-    ceiling_reps=1,
-    zero_count=3_000,
-    zero_dbs=(("postgres", 1), ("sqlite", 1)),
-    zero_round_budget=0,
-    latency=0.05,
-    latency_db="postgres",
-    latency_payproc_count=2_000,
-    latency_peer_count=600,
-    latency_reps=1,
-    retry_db="postgres",
-    retry_count=3_000,
-    retry_paced_count=600,
-    retry_paced_rate=200,
-    memory_count=5_000,
-    admin_entries=10_000,
-    admin_requests=50,
-    admin_replay=1_000,
-    sync_count=300,
-)
-
-
-@dataclass
-class Results:
-    plan: Plan
-    machine: dict[str, str] = field(default_factory=dict)
-    background_busy: float = 0.0
-    figures: dict[str, Figure] = field(default_factory=dict)
-    admin: dict[str, Any] = field(default_factory=dict)
-    sync: dict[str, Any] = field(default_factory=dict)
-    scenario_seconds: dict[str, float] = field(default_factory=dict)
-    total_seconds: float = 0.0
-    scenarios: tuple[str, ...] = SCENARIOS
-
-    def add(self, figure: Figure) -> Figure:
-        self.figures[figure.key] = figure
-        return figure
-
-    def figure(self, key: str) -> Figure | None:
-        return self.figures.get(key)
 
 
 async def _interleaved(
@@ -280,10 +186,10 @@ async def scenario_retries(results: Results) -> None:
         log(f"retries failed: {backlog.error}")
         return
     backlog.runs.append(measured)
-    log(f"retries backlog: {measured.extra}")
+    log(f"retries backlog: goodput {measured.goodput}/s; {measured.delays}")
     if steady is not None:
         paced.runs.append(steady)
-        log(f"retries paced: {steady.extra}")
+        log(f"retries paced: {steady.delays}")
 
 
 async def scenario_memory(results: Results) -> None:
@@ -299,7 +205,9 @@ async def scenario_admin(results: Results) -> None:
     from bench import admin
 
     plan = results.plan
-    results.admin = await admin.run(plan.admin_entries, plan.admin_requests, plan.admin_replay)
+    results.admin = await admin.run(
+        plan.admin_entries, plan.admin_requests, plan.admin_replay, plan.admin_dbs
+    )
     log(f"admin: {results.admin}")
 
 
@@ -308,16 +216,16 @@ async def scenario_sync(results: Results) -> None:
     try:
         from bench import sync_rpc
     except ImportError as exc:
-        results.sync = {"error": f"not available ({exc})"}
+        results.sync = SyncFailed(f"not available ({exc})")
         return
     try:
         results.sync = await sync_rpc.run(count=results.plan.sync_count)
     except Exception as exc:
-        results.sync = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        results.sync = SyncFailed(f"{type(exc).__name__}: {str(exc)[:300]}")
     log(f"sync: {results.sync}")
 
 
-RUNNERS: dict[str, Callable[[Results], Awaitable[None]]] = {
+RUNNERS: dict[str, Callable[[Results], Awaitable[None]]] = {  # in the order they run
     "ceiling": scenario_ceiling,
     "zero": scenario_zero,
     "latency": scenario_latency,
@@ -326,6 +234,7 @@ RUNNERS: dict[str, Callable[[Results], Awaitable[None]]] = {
     "admin": scenario_admin,
     "sync": scenario_sync,
 }
+SCENARIOS = tuple(RUNNERS)
 
 
 def _clear_logs() -> None:
@@ -368,8 +277,6 @@ async def main_async(plan: Plan, only: list[str]) -> Results:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench import report
-
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small N, one repetition")
     parser.add_argument(

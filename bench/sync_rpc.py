@@ -6,7 +6,7 @@ the 50 callers, sharing one gRPC channel, each charging a new payment and waitin
 final result. ``via="rpc"`` skips the gRPC hop and calls ``processor.rpc_client`` directly,
 to show what gRPC adds.
 
-``await run(...)`` returns a dict (``bench/run.py`` calls it); ``python -m bench.sync_rpc``
+``await run(...)`` returns a ``SyncFigures`` (``bench.run`` calls it); ``python -m bench.sync_rpc``
 prints one line. Needs RabbitMQ at ``PAYPROC_AMQP_URL`` (or ``--amqp-url``).
 """
 
@@ -28,6 +28,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from bench.results import SyncFigures
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_AMQP_URL = os.environ.get("PAYPROC_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -137,7 +139,7 @@ async def run(
     amqp_url: str = DEFAULT_AMQP_URL,
     prefetch: int = 100,
     seed: int = 11,
-) -> dict[str, Any]:
+) -> SyncFigures:
     """Measure synchronous charges; returns throughput, latency percentiles and outcomes."""
     import aio_pika
 
@@ -203,27 +205,27 @@ async def run(
                     await connection.close()
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
     errors = sum(n for outcome, n in outcomes.items() if outcome.startswith("error"))
-    return {
-        "name": f"sync charges via {via}",
-        "via": via,
-        "concurrency": concurrency,
-        "count": count,
-        "errors": errors,
-        "outcomes": outcomes,
-        "seconds": round(seconds, 3),
-        "charges_per_s": round(count / seconds, 1),
-        "p50_ms": round(cuts[49] * 1000, 2),
-        "p99_ms": round(cuts[98] * 1000, 2),
-        "max_ms": round(max(latencies) * 1000, 2),
-    }
+    return SyncFigures(
+        name=f"sync charges via {via}",
+        via=via,
+        concurrency=concurrency,
+        count=count,
+        errors=errors,
+        outcomes=outcomes,
+        seconds=round(seconds, 3),
+        charges_per_s=round(count / seconds, 1),
+        p50_ms=round(cuts[49] * 1000, 2),
+        p99_ms=round(cuts[98] * 1000, 2),
+        max_ms=round(max(latencies) * 1000, 2),
+    )
 
 
-def format_result(result: dict[str, Any]) -> str:
+def format_result(result: SyncFigures) -> str:
     return (
-        f"{result['name']}: {result['charges_per_s']:.0f} charges/s, "
-        f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms at "
-        f"{result['concurrency']} concurrent callers ({result['count']} charges, "
-        f"{result['errors']} errors)"
+        f"{result.name}: {result.charges_per_s:.0f} charges/s, "
+        f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms at "
+        f"{result.concurrency} concurrent callers ({result.count} charges, "
+        f"{result.errors} errors)"
     )
 
 
@@ -245,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(format_result(result), flush=True)
-    return 1 if result["errors"] else 0
+    return 1 if result.errors else 0
 
 
 if __name__ == "__main__":

@@ -20,18 +20,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from bench.accounting import CpuWatch, RssSampler
 from bench.common import (
     AMQP_URL,
     BIN,
     PEER_FINAL,
     ROOT,
     BenchError,
-    CpuWatch,
-    Database,
     Gateway,
     Proc,
-    RssSampler,
-    Run,
     connect,
     delete_queues,
     log,
@@ -39,8 +36,9 @@ from bench.common import (
     queue_depth,
     short_id,
     wait_consumers,
-    wait_drained,
 )
+from bench.database import Database, wait_drained
+from bench.figures import DrainChecks, Run
 from bench.peers.job import create_schema
 
 PRODUCERS = 4
@@ -177,18 +175,15 @@ async def drain(config: PeerConfig) -> Run:
             seconds=end - start,
             rss_mb=round(sampler.peak_mb, 1),
             cpu=usage,
-            checks={
-                "double_charged": len(stats["double_charged"]),
-                "charges": stats["charges"],
-                "gateway_requests": stats["requests"],
-                "statuses": statuses,
-                "queue_left": depth,
-            },
-            extra={
-                "publish_rate": round(publish_rate),
-                "rss_mb": round(sampler.peak_mb, 1),
-                "steady_rate": round(db.steady_rate(["succeeded"])),
-            },
+            checks=DrainChecks(
+                double_charged=len(stats["double_charged"]),
+                charges=stats["charges"],
+                gateway_requests=stats["requests"],
+                statuses=statuses,
+                queue_left=depth,
+            ),
+            publish_rate=round(publish_rate),
+            steady_rate=round(db.steady_rate(["succeeded"])),
         )
         if stats["double_charged"]:
             raise BenchError(f"double charges: {len(stats['double_charged'])}")

@@ -1,0 +1,186 @@
+"""What one benchmark run is asked to do (``Plan``) and what it measured (``Results``).
+
+The scenarios (``bench.run``) fill a ``Results``; the report (``bench.report``, with its rows
+in ``bench.rows`` and its targets in ``bench.targets``) only reads it. Keeping the data here
+is what lets both sides import it without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench.figures import Figure
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and repetitions; ``full`` is ``make bench``, ``quick`` a smoke run."""
+
+    name: str
+    ceiling_count: int
+    ceiling_reps: int
+    zero_count: int
+    zero_dbs: tuple[tuple[str, int], ...]  # (database, repetitions); the first is the headline
+    zero_round_budget: float  # seconds: no further round of a database once this is spent
+    latency: float
+    latency_db: str
+    latency_payproc_count: int
+    latency_peer_count: int
+    latency_reps: int
+    retry_db: str
+    retry_count: int
+    retry_paced_count: int
+    retry_paced_rate: float
+    memory_count: int
+    admin_entries: int
+    admin_requests: int
+    admin_replay: int
+    sync_count: int
+    admin_dbs: tuple[str, ...] = ("postgres", "sqlite")
+
+
+FULL = Plan(
+    name="full",
+    ceiling_count=20_000,
+    ceiling_reps=3,
+    zero_count=20_000,
+    zero_dbs=(("postgres", 3), ("sqlite", 1)),
+    zero_round_budget=420,
+    latency=0.05,
+    latency_db="postgres",
+    latency_payproc_count=8_000,
+    latency_peer_count=2_400,
+    latency_reps=2,
+    retry_db="postgres",
+    retry_count=20_000,
+    retry_paced_count=3_000,
+    retry_paced_rate=300,
+    memory_count=50_000,
+    admin_entries=100_000,
+    admin_requests=200,
+    admin_replay=3_000,
+    sync_count=2_000,
+)
+
+QUICK = Plan(
+    name="quick",
+    ceiling_count=5_000,
+    ceiling_reps=1,
+    zero_count=3_000,
+    zero_dbs=(("postgres", 1), ("sqlite", 1)),
+    zero_round_budget=0,
+    latency=0.05,
+    latency_db="postgres",
+    latency_payproc_count=2_000,
+    latency_peer_count=600,
+    latency_reps=1,
+    retry_db="postgres",
+    retry_count=3_000,
+    retry_paced_count=600,
+    retry_paced_rate=200,
+    memory_count=5_000,
+    admin_entries=10_000,
+    admin_requests=50,
+    admin_replay=1_000,
+    sync_count=300,
+)
+
+
+@dataclass(frozen=True)
+class Latencies:
+    """Response times of one kind of request, in milliseconds."""
+
+    p50_ms: float
+    p95_ms: float
+    max_ms: float
+    n: int
+
+
+@dataclass(frozen=True)
+class AdminFigures:
+    """The DLQ admin API measured on one database (``bench.admin``)."""
+
+    db: str
+    entries: int
+    insert_rate: int
+    list: Latencies
+    list_filtered: Latencies
+    list_merchant: Latencies
+    list_deep: Latencies
+    stats: Latencies
+    replay_requested: int
+    replayed: int
+    replay_seconds: float
+    replay_rate: int
+    replay_queue_depth: int
+    bulk_concurrency: int | None
+    bulk_chunk: int | None
+
+
+@dataclass(frozen=True)
+class AdminFailed:
+    """The admin benchmark could not be measured on one database."""
+
+    db: str
+    error: str
+
+
+@dataclass(frozen=True)
+class AdminResults:
+    """The admin scenario: unavailable (with the reason), or figures per database."""
+
+    available: bool
+    reason: str = ""
+    by_db: dict[str, AdminFigures | AdminFailed] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SyncFigures:
+    """Synchronous charges through the gRPC front door (``bench.sync_rpc``)."""
+
+    name: str
+    via: str
+    concurrency: int
+    count: int
+    errors: int
+    outcomes: dict[str, int]
+    seconds: float
+    charges_per_s: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+@dataclass(frozen=True)
+class SyncFailed:
+    """Why the synchronous-charge benchmark has no figures."""
+
+    error: str
+
+
+@dataclass
+class Results:
+    """Everything one ``python -m bench.run`` measured, keyed as the scenarios add it."""
+
+    plan: Plan
+    machine: dict[str, str] = field(default_factory=dict)
+    background_busy: float = 0.0
+    figures: dict[str, Figure] = field(default_factory=dict)
+    admin: AdminResults | None = None
+    sync: SyncFigures | SyncFailed | None = None
+    scenario_seconds: dict[str, float] = field(default_factory=dict)
+    total_seconds: float = 0.0
+    scenarios: tuple[str, ...] = ()
+
+    def add(self, figure: Figure) -> Figure:
+        self.figures[figure.key] = figure
+        return figure
+
+    def figure(self, key: str) -> Figure | None:
+        """The figure under ``key``, measured or failed; ``None`` when it never ran."""
+        return self.figures.get(key)
+
+    def measured(self, key: str) -> Figure | None:
+        """The figure under ``key`` when it has runs and no error, else ``None``."""
+        figure = self.figures.get(key)
+        return figure if figure is not None and figure.ok else None
