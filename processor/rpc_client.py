@@ -49,6 +49,7 @@ from aio_pika.abc import (
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
 from pydantic import ValidationError
 
+from processor.errors import ProcessorError
 from processor.decode import Invalid, validate_payload
 from retry.names import REQUEST_ROUTING_KEY, Names
 from schemas.outcome import ErrorInfo, PaymentResult
@@ -57,7 +58,7 @@ from schemas.payment import PaymentRequest
 log = logging.getLogger("payproc.rpc")
 
 
-class RpcError(Exception):
+class RpcError(ProcessorError):
     """Base of every error ``RpcClient`` raises."""
 
 

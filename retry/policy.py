@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
+from retry.errors import PolicyError
 from schemas.outcome import ErrorInfo, ParkReason
 
 
@@ -143,10 +144,6 @@ class Park:
 
 
 Decision = Succeed | Decline | Retry | Park
-
-
-class PolicyError(ValueError):
-    """The retry settings are inconsistent."""
 
 
 @dataclass(frozen=True, slots=True)

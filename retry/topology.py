@@ -20,11 +20,8 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aiormq.exceptions import ChannelPreconditionFailed
 
+from retry.errors import TopologyConflict
 from retry.names import DEAD_ROUTING_KEY, REQUEST_ROUTING_KEY, Names
-
-
-class TopologyConflict(RuntimeError):
-    """A queue or exchange already exists with different arguments."""
 
 
 def quorum_arguments(
