@@ -20,12 +20,12 @@ from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 from processor.acks import AckCoalescer
+from processor.adapters.amqp_publisher import ORIGIN
 from processor.decode import Invalid, decode_request
 from processor.envelope import Envelope
 from processor.ports import PublishFailed, StoreUnavailable
 from processor.tracing import is_valid, new_traceparent
 from processor.use_cases import Deps, Handled, park_invalid, park_poison, process_payment
-from retry.amqp_publisher import ORIGIN
 from schemas.headers import TRACEPARENT
 from schemas.payment import PaymentRequest
 

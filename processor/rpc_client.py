@@ -49,8 +49,8 @@ from aio_pika.abc import (
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
 from pydantic import ValidationError
 
-from processor.errors import ProcessorError
 from processor.decode import Invalid, validate_payload
+from processor.errors import ProcessorError
 from retry.names import REQUEST_ROUTING_KEY, Names
 from schemas.outcome import ErrorInfo, PaymentResult
 from schemas.payment import PaymentRequest

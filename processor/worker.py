@@ -18,6 +18,7 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from processor.adapters.amqp_publisher import AmqpPublisher
 from processor.adapters.batching_store import BatchingStore
 from processor.adapters.http_gateway import HttpGateway
 from processor.adapters.resilient_store import ResilientStore
@@ -32,7 +33,6 @@ from processor.metrics import MeteredGateway, WorkerMetrics, probe_app, serve_pr
 from processor.migrate import ensure_current
 from processor.ports import Gateway
 from processor.use_cases import Deps, Handled
-from retry.amqp_publisher import AmqpPublisher
 from retry.names import Names
 from retry.topology import declare_topology
 
