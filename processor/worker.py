@@ -29,10 +29,11 @@ from processor.clock import SystemClock
 from processor.config import Settings
 from processor.consumer import PaymentConsumer
 from processor.db import is_sqlite, make_engine
+from processor.handled import Handled
 from processor.metrics import MeteredGateway, WorkerMetrics, probe_app, serve_probes
 from processor.migrate import ensure_current
 from processor.ports import Gateway
-from processor.use_cases import Deps, Handled
+from processor.use_cases import Deps
 from retry.names import Names
 from retry.topology import declare_topology
 
