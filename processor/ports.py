@@ -58,7 +58,7 @@ class PaymentSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    """This worker owns the payment until ``lease_until`` and may call the gateway."""
+    """This worker holds the payment for the lease it asked for and may call the gateway."""
 
     attempts: int
 
