@@ -7,6 +7,8 @@ outcome), while any other exception counts towards parking it as poison::
     ProcessorError
      +-- ConfigError          a setting is invalid; one line naming PAYPROC_<SETTING>
      |                        (the ``payproc`` command prints it and exits with status 2)
+     +-- SchemaBehind         (processor/migrate.py) the PostgreSQL schema is older than the
+     |                        code; the line says what to run (exit status 2 as well)
      +-- StoreUnavailable     the database could not be reached or was locked
      +-- PublishFailed        the broker did not confirm one of the worker's publishes
      +-- RpcError             (processor/rpc_client.py) the synchronous client's errors:
