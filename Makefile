@@ -1,6 +1,6 @@
 # payproc: two commands do all the set-up.
 #   make demo   creates .venv, installs, and runs the whole system end to end
-#   make test   creates .venv, installs, lints, type-checks and runs the tests
+#   make test   creates .venv, installs, lints, type-checks, checks the layers and runs the tests
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -24,6 +24,7 @@ lint: $(BENCH_STAMP)
 	$(BIN)/ruff check processor retry dlq_admin schemas bench tests
 	$(BIN)/ruff format --check processor retry dlq_admin schemas bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The whole suite on SQLite, then again on PostgreSQL (a fresh database per run). The
 # cluster and deploy-file tests do not depend on the database and run once.

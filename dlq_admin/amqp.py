@@ -24,16 +24,16 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import ChannelInvalidStateError
 from aiormq.exceptions import ChannelNotFoundEntity
 from pamqp.commands import Basic
 
 from dlq_admin.errors import Unavailable
-from dlq_admin.ports import OutgoingRequest, PublishError, RawMessage
+from dlq_admin.ports import OutgoingRequest, RawMessage
 from dlq_admin.service import DlqAdmin
-from retry.amqp_publisher import PUBLISH_ERRORS
+from retry.confirmed_publish import PUBLISH_ERRORS, ConfirmingChannel, publish_confirmed
+from retry.errors import PublishNotConfirmed
 from retry.names import REQUEST_ROUTING_KEY, Names
-from retry.topology import quorum_arguments
+from retry.topology import declare_dlq_topology
 
 log = logging.getLogger("payproc.admin")
 
@@ -43,30 +43,12 @@ _CONFIRM_TIMEOUT = 15.0
 _PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
 
-async def declare_dlq_topology(connection: AbstractRobustConnection, names: Names) -> None:
-    """Declare what the admin itself needs (idempotent, same arguments as the workers use):
-    ``N`` (replays go there), ``N.dlx`` -> ``N.dlq`` and ``N.events``."""
-    channel = await connection.channel()
-    try:
-        await channel.declare_exchange(names.exchange, aio_pika.ExchangeType.DIRECT, durable=True)
-        dlx = await channel.declare_exchange(names.dlx, aio_pika.ExchangeType.FANOUT, durable=True)
-        await channel.declare_exchange(names.events, aio_pika.ExchangeType.TOPIC, durable=True)
-        queue = await channel.declare_queue(
-            names.dlq, durable=True, arguments=dict(quorum_arguments())
-        )
-        await queue.bind(dlx, "")
-    finally:
-        if not channel.is_closed:
-            await channel.close()
-
-
 class AmqpReplayPublisher:
-    """Publishes replays on a confirming channel whose returns raise (``mandatory``).
+    """Publishes replays (``mandatory``) and events through ``retry.confirmed_publish``.
 
     A batch is pipelined: every message is handed to the connection's writer without waiting
-    for its socket write (aiormq's ``wait=False``, so the channel lock is not held across a
-    write) and then each waits for its own confirm, so a chunk of a bulk replay costs one
-    round trip, not one per message.
+    for its socket write and then each waits for its own confirm, so a chunk of a bulk replay
+    costs one round trip, not one per message.
 
     aiormq matches a ``basic.return`` to its publish by ``message_id``, so two messages with
     the same ``message_id`` (two parked entries of one payment) must not be in flight
@@ -75,36 +57,16 @@ class AmqpReplayPublisher:
     """
 
     def __init__(self, connection: AbstractRobustConnection, names: Names) -> None:
-        self._connection = connection
         self._names = names
-        self._channel: AbstractChannel | None = None
+        self._channel = ConfirmingChannel(connection)
         self.published = 0
         self._in_flight: dict[str, asyncio.Event] = {}
 
     async def open(self) -> None:
-        self._channel = await self._connection.channel(
-            publisher_confirms=True, on_return_raises=True
-        )
+        await self._channel.open()
 
     async def close(self) -> None:
-        if self._channel is not None and not self._channel.is_closed:
-            await self._channel.close()
-
-    async def _underlay(self) -> aiormq.Channel:
-        """The open aiormq channel (a robust channel waits for a reconnect, bounded)."""
-        channel = self._channel
-        if channel is None:
-            raise PublishError("publisher is not open")
-        try:
-            async with asyncio.timeout(_CONFIRM_TIMEOUT):
-                if channel.is_closed:
-                    raise ChannelInvalidStateError("the replay channel is closed")
-                underlay = await channel.get_underlay_channel()
-        except PUBLISH_ERRORS as exc:
-            raise _publish_error(exc) from exc
-        if not isinstance(underlay, aiormq.Channel):  # pragma: no cover - aio-pika wraps aiormq
-            raise PublishError(f"unexpected channel type {type(underlay).__name__}")
-        return underlay
+        await self._channel.close()
 
     async def _send(
         self,
@@ -114,24 +76,19 @@ class AmqpReplayPublisher:
         body: bytes,
         properties: Basic.Properties,
         mandatory: bool,
-    ) -> PublishError | None:
+    ) -> PublishNotConfirmed | None:
         """Publish one message and wait for its confirm; the failure is returned."""
         try:
-            await underlay.basic_publish(
-                body,
-                exchange=exchange,
-                routing_key=routing_key,
-                properties=properties,
-                mandatory=mandatory,
-                wait=False,
+            await publish_confirmed(
+                underlay, exchange, routing_key, body, properties, mandatory=mandatory
             )
-        except PUBLISH_ERRORS as exc:
-            return _publish_error(exc)
+        except PublishNotConfirmed as exc:
+            return exc
         return None
 
     async def _request(
         self, underlay: aiormq.Channel, request: OutgoingRequest
-    ) -> PublishError | None:
+    ) -> PublishNotConfirmed | None:
         message_id = request.message_id
         properties = Basic.Properties(
             headers=request.headers,
@@ -166,12 +123,12 @@ class AmqpReplayPublisher:
 
     async def publish_requests(
         self, requests: Sequence[OutgoingRequest]
-    ) -> list[PublishError | None]:
+    ) -> list[PublishNotConfirmed | None]:
         if not requests:
             return []
         try:
-            underlay = await self._underlay()
-        except PublishError as exc:
+            underlay = await self._channel.underlay(_CONFIRM_TIMEOUT)
+        except PublishNotConfirmed as exc:
             return [exc] * len(requests)
         return await _within_deadline([self._request(underlay, r) for r in requests])
 
@@ -184,12 +141,12 @@ class AmqpReplayPublisher:
 
     async def publish_events(
         self, events: Sequence[tuple[str, dict[str, Any]]]
-    ) -> list[PublishError]:
+    ) -> list[PublishNotConfirmed]:
         if not events:
             return []
         try:
-            underlay = await self._underlay()
-        except PublishError as exc:
+            underlay = await self._channel.underlay(_CONFIRM_TIMEOUT)
+        except PublishNotConfirmed as exc:
             return [exc] * len(events)
         exchange = self._names.events
         outcomes = await _within_deadline(
@@ -214,8 +171,8 @@ class AmqpReplayPublisher:
 
 
 async def _within_deadline(
-    sends: list[Coroutine[Any, Any, PublishError | None]],
-) -> list[PublishError | None]:
+    sends: list[Coroutine[Any, Any, PublishNotConfirmed | None]],
+) -> list[PublishNotConfirmed | None]:
     """Run publishes concurrently under one deadline for the whole batch (one timer, not one
     per message). A publish still unconfirmed at the deadline is cancelled and counts as
     failed, like a per-message timeout."""
@@ -230,12 +187,8 @@ async def _within_deadline(
         for task in pending:
             task.cancel()
         await asyncio.wait(pending)
-    late = PublishError(f"TimeoutError: no confirm within {_CONFIRM_TIMEOUT:g} s")
+    late = PublishNotConfirmed(f"TimeoutError: no confirm within {_CONFIRM_TIMEOUT:g} s")
     return [late if task.cancelled() else task.result() for task in tasks]
-
-
-def _publish_error(exc: BaseException) -> PublishError:
-    return PublishError(f"{type(exc).__name__}: {exc}"[:300])
 
 
 class AmqpQueueProbe:

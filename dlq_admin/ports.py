@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from retry.errors import PublishNotConfirmed
 from schemas.dlq import EntryStatus
 from schemas.outcome import ParkReason
 
-
-class PublishError(Exception):
-    """The broker did not confirm a publish (nacked, returned, timed out or disconnected)."""
+PublishError = PublishNotConfirmed
+"""Alias of ``retry.errors.PublishNotConfirmed`` for modules not yet moved to that name
+(``PublishError`` is also the name of an aio-pika exception)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,15 +185,16 @@ class RequestPublisher(Protocol):
     async def publish_request(
         self, body: bytes, headers: dict[str, Any], message_id: str | None
     ) -> None:
-        """Publish to ``N``/``payment.request``, mandatory and confirmed; else PublishError."""
+        """Publish to ``N``/``payment.request``, mandatory and confirmed; else
+        ``PublishNotConfirmed``."""
         ...
 
     async def publish_requests(
         self, requests: Sequence[OutgoingRequest]
-    ) -> list[PublishError | None]:
+    ) -> list[PublishNotConfirmed | None]:
         """Publish many requests like ``publish_request``, all in flight at once (publish
         all, then await all confirms). One answer per request, in order: ``None`` once the
-        broker confirmed it, else the ``PublishError`` (that request may not be treated as
+        broker confirmed it, else the ``PublishNotConfirmed`` (that request may not be treated as
         sent)."""
         ...
 
@@ -202,7 +204,7 @@ class RequestPublisher(Protocol):
 
     async def publish_events(
         self, events: Sequence[tuple[str, dict[str, Any]]]
-    ) -> list[PublishError]:
+    ) -> list[PublishNotConfirmed]:
         """Many ``(routing_key, body)`` events, pipelined like ``publish_requests``; returns
         the failures (best effort: the caller only reports them)."""
         ...

@@ -8,11 +8,11 @@ from typing import Annotated
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from retry.policy import PolicyError, RetryPolicy, parse_delays
+from processor.errors import ConfigError
+from retry.errors import PolicyError
+from retry.policy import RetryPolicy, parse_delays
 
-
-class ConfigError(SystemExit):
-    """Raised with a one-line message that names the offending setting."""
+__all__ = ["ConfigError", "Settings", "load_settings"]
 
 
 class Settings(BaseSettings):

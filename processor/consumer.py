@@ -20,12 +20,13 @@ from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 from processor.acks import AckCoalescer
+from processor.adapters.amqp_publisher import ORIGIN
 from processor.decode import Invalid, decode_request
 from processor.envelope import Envelope
-from processor.ports import PublishFailed, StoreUnavailable
+from processor.errors import PublishFailed, StoreUnavailable
+from processor.handled import Handled, Outcome
 from processor.tracing import is_valid, new_traceparent
-from processor.use_cases import Deps, Handled, park_invalid, park_poison, process_payment
-from retry.amqp_publisher import ORIGIN
+from processor.use_cases import Deps, park_invalid, park_poison, process_payment
 from schemas.headers import TRACEPARENT
 from schemas.payment import PaymentRequest
 
@@ -49,13 +50,15 @@ def envelope_from(message: AbstractIncomingMessage) -> Envelope:
 
 @dataclass
 class ConsumerStats:
-    outcomes: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[Outcome, int] = field(default_factory=dict)
     gateway_calls: int = 0
     requeued: int = 0
     stale_acks: int = 0
 
-    def count(self, outcome: str) -> None:
-        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+    def count(self, handled: Handled) -> None:
+        self.outcomes[handled.outcome] = self.outcomes.get(handled.outcome, 0) + 1
+        if handled.gateway_called:
+            self.gateway_calls += 1
 
 
 OutcomeListener = Callable[[Handled, float], None]
@@ -119,9 +122,7 @@ class PaymentConsumer:
             await self._crashed(message, envelope, request, exc)
             return
         await self._settle(message, requeue=None)
-        self.stats.count(handled.outcome)
-        if handled.gateway_called:
-            self.stats.gateway_calls += 1
+        self.stats.count(handled)
         if self._on_outcome is not None:
             self._on_outcome(handled, time.perf_counter() - started)
         log.debug(
@@ -129,7 +130,9 @@ class PaymentConsumer:
             extra={
                 "payment_id": request.key if request else None,
                 "attempt": envelope.attempt + (1 if handled.gateway_called else 0),
-                "outcome": handled.outcome,
+                "outcome": handled.outcome.value,
+                "delay": handled.delay,
+                "park_reason": handled.park_reason.value if handled.park_reason else None,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             },
         )
@@ -159,7 +162,7 @@ class PaymentConsumer:
             log.exception("could not park a poison message; returning it to the queue")
             await self._settle(message, requeue=True)
             return
-        self.stats.count(handled.outcome)
+        self.stats.count(handled)
         await self._settle(message, requeue=None)
 
     async def _settle(self, message: AbstractIncomingMessage, requeue: bool | None) -> None:

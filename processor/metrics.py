@@ -14,9 +14,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from processor.circuit import CircuitState
+from processor.handled import Handled, Outcome
 from processor.ports import Gateway
-from processor.use_cases import Handled
-from retry.policy import Charged, Declined, GatewayAnswer, Rejected, Transient
+from retry.names import format_delay
+from retry.policy import GatewayAnswer, Transient, http_status
 from schemas.payment import PaymentRequest
 
 CIRCUIT_VALUES = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
@@ -66,11 +67,11 @@ class WorkerMetrics:
         return self._child(self.gateway_responses, "code", code)
 
     def observe(self, handled: Handled) -> None:
-        outcome = handled.outcome
-        if outcome.startswith("retry:"):
-            self._child(self.retries, "delay", outcome.removeprefix("retry:")).inc()
-            outcome = "retry"
-        self._child(self.payments, "outcome", outcome.replace(":", "_")).inc()
+        """Count one handled message by outcome (``parked_<reason>`` for parkings) and, for a
+        retry, by the delay queue it went to (``5s``: the queue's name suffix)."""
+        if handled.outcome is Outcome.RETRY and handled.delay is not None:
+            self._child(self.retries, "delay", format_delay(handled.delay)).inc()
+        self._child(self.payments, "outcome", handled.label).inc()
 
     def set_circuit(self, state: CircuitState) -> None:
         self.circuit.set(CIRCUIT_VALUES[state])
@@ -80,16 +81,11 @@ class WorkerMetrics:
 
 
 def _code(answer: GatewayAnswer) -> str:
-    match answer:
-        case Charged():
-            return "200"
-        case Declined():
-            return "402"
-        case Rejected(http_status=status):
-            return str(status)
-        case Transient(http_status=status, kind=kind):
-            return str(status) if status is not None else kind.value
-    return "unknown"  # pragma: no cover
+    """The ``code`` label: the HTTP status, or what went wrong when no status came."""
+    status = http_status(answer)
+    if status is not None:
+        return str(status)
+    return answer.kind.value if isinstance(answer, Transient) else "unknown"
 
 
 class MeteredGateway:

@@ -20,10 +20,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from processor.errors import ProcessorError
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-class SchemaBehind(SystemExit):
+class SchemaBehind(ProcessorError):
     """The database schema is older than the code; the message says what to run."""
 
 

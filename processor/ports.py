@@ -11,17 +11,10 @@ from datetime import datetime
 from typing import Protocol
 
 from processor.envelope import Envelope
+from processor.errors import PublishFailed, StoreUnavailable
 from retry.policy import GatewayAnswer, LookupAnswer
 from schemas.outcome import ErrorInfo, ParkReason, PaymentResult, PaymentStatus, RetryScheduled
 from schemas.payment import PaymentRequest
-
-
-class StoreUnavailable(Exception):
-    """The database could not be reached or was locked; the message must wait, not be acked."""
-
-
-class PublishFailed(Exception):
-    """The broker did not confirm a publish (nacked, returned or connection lost)."""
 
 
 class Gateway(Protocol):
@@ -65,7 +58,7 @@ class PaymentSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    """This worker owns the payment until ``lease_until`` and may call the gateway."""
+    """This worker holds the payment for the lease it asked for and may call the gateway."""
 
     attempts: int
 
@@ -191,3 +184,25 @@ class Clock(Protocol):
     def now(self) -> datetime: ...
 
     def monotonic(self) -> float: ...
+
+
+# The ports' errors live in processor.errors; adapters import them from here as well.
+__all__ = [
+    "AlreadyFinal",
+    "AttemptRecord",
+    "ChargeLookup",
+    "ClaimResult",
+    "Claimed",
+    "Clock",
+    "FingerprintConflict",
+    "Gateway",
+    "HeldElsewhere",
+    "ParkNotice",
+    "PaymentSnapshot",
+    "PaymentStore",
+    "PublishFailed",
+    "Publisher",
+    "StoreUnavailable",
+    "park_id_for",
+    "park_id_for_body",
+]

@@ -50,6 +50,7 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryErr
 from pydantic import ValidationError
 
 from processor.decode import Invalid, validate_payload
+from processor.errors import ProcessorError
 from retry.names import REQUEST_ROUTING_KEY, Names
 from schemas.outcome import ErrorInfo, PaymentResult
 from schemas.payment import PaymentRequest
@@ -57,7 +58,7 @@ from schemas.payment import PaymentRequest
 log = logging.getLogger("payproc.rpc")
 
 
-class RpcError(Exception):
+class RpcError(ProcessorError):
     """Base of every error ``RpcClient`` raises."""
 
 

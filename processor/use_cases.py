@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from processor.decode import Invalid
 from processor.envelope import Envelope
+from processor.handled import Handled, Outcome
 from processor.ports import (
     AlreadyFinal,
     AttemptRecord,
@@ -48,6 +49,7 @@ from retry.policy import (
     RetryPolicy,
     Succeed,
     Transient,
+    http_status,
 )
 from schemas.outcome import ErrorInfo, ParkReason, PaymentResult, PaymentStatus, RetryScheduled
 from schemas.payment import PaymentRequest
@@ -65,15 +67,6 @@ class Deps:
     lease_seconds: float
     gateway_down: Callable[[], bool] = field(default=lambda: False)
     """True while the worker's circuit breaker holds the gateway for down."""
-
-
-@dataclass(frozen=True, slots=True)
-class Handled:
-    """What the use case did; the consumer acks after it returns."""
-
-    outcome: str
-    gateway_called: bool = False
-    transient: bool | None = None
 
 
 async def process_payment(
@@ -95,11 +88,11 @@ async def process_payment(
                 # ingest keeps one entry per park id).
                 await deps.publisher.park(envelope, _repark_notice(snapshot, request))
             await _announce(deps, envelope, snapshot.result())
-            return Handled("duplicate")
+            return Handled(Outcome.DUPLICATE)
         case HeldElsewhere(seconds_left=seconds_left):
             delay = deps.policy.delay_for(1, seconds_left)
             await deps.publisher.schedule_retry(envelope, delay, envelope.attempt, deferred=True)
-            return Handled("deferred")
+            return Handled(Outcome.DEFERRED, delay=delay)
         case FingerprintConflict(error=error):
             # The stored payment is untouched; the *message* is refused. A synchronous
             # caller must not wait for a reply that would never come.
@@ -124,7 +117,7 @@ async def process_payment(
                     park_id=park_id_for_body(envelope.body, "idempotency_conflict"),
                 ),
             )
-            return Handled("parked:invalid_message")
+            return Handled(Outcome.PARKED, park_reason=ParkReason.INVALID_MESSAGE)
         case Claimed():
             pass
 
@@ -139,7 +132,7 @@ async def process_payment(
         started_at=started_at,
         finished_at=finished_at,
         outcome=_answer_outcome(answer),
-        http_status=_http_status(answer),
+        http_status=http_status(answer),
         error=_answer_error(answer),
         replay_of=envelope.replay_of,
     )
@@ -151,25 +144,23 @@ async def process_payment(
                 payment_id, owner, record, PaymentStatus.SUCCEEDED, charge_id=charge_id
             )
             await _announce(deps, envelope, snapshot.result())
-            return Handled("succeeded", gateway_called=True, transient=False)
+            return Handled(Outcome.SUCCEEDED, gateway_called=True, transient=False)
         case Decline(error=error):
             snapshot = await deps.store.record(
                 payment_id, owner, record, PaymentStatus.DECLINED, error=error
             )
             await _announce(deps, envelope, snapshot.result())
-            return Handled("declined", gateway_called=True, transient=False)
-        case Retry(delay=delay, attempt=next_attempt, error=error, spared=spared):
+            return Handled(Outcome.DECLINED, gateway_called=True, transient=False)
+        case Retry(delay=delay, error=error):
             snapshot = await deps.store.record(
                 payment_id, owner, record, PaymentStatus.RETRYING, error=error
             )
             if snapshot.status.is_final:
                 # Another delivery of this payment finished first while we were charging.
                 await deps.publisher.reply(envelope, snapshot.result())
-                return Handled("duplicate", gateway_called=True, transient=transient)
+                return Handled(Outcome.DUPLICATE, gateway_called=True, transient=transient)
             await _together(
-                deps.publisher.schedule_retry(
-                    envelope, delay, envelope.attempt if spared else attempt
-                ),
+                deps.publisher.schedule_retry(envelope, delay, decision.attempts_counted),
                 deps.publisher.publish_event(
                     RetryScheduled(
                         payment_id=payment_id,
@@ -182,8 +173,7 @@ async def process_payment(
                     envelope.traceparent,
                 ),
             )
-            del next_attempt
-            return Handled(f"retry:{delay:g}s", gateway_called=True, transient=True)
+            return Handled(Outcome.RETRY, delay=delay, gateway_called=True, transient=True)
         case Park(reason=reason, error=error):
             snapshot = await deps.store.record(
                 payment_id,
@@ -195,7 +185,7 @@ async def process_payment(
             )
             if snapshot.status is not PaymentStatus.DEAD_LETTERED:
                 await deps.publisher.reply(envelope, snapshot.result())
-                return Handled("duplicate", gateway_called=True, transient=transient)
+                return Handled(Outcome.DUPLICATE, gateway_called=True, transient=transient)
             await deps.publisher.park(
                 envelope,
                 ParkNotice(
@@ -209,7 +199,9 @@ async def process_payment(
                 ),
             )
             await _announce(deps, envelope, snapshot.result())
-            return Handled(f"parked:{reason.value}", gateway_called=True, transient=transient)
+            return Handled(
+                Outcome.PARKED, park_reason=reason, gateway_called=True, transient=transient
+            )
     raise AssertionError(f"unhandled decision {decision!r}")  # pragma: no cover
 
 
@@ -228,7 +220,7 @@ async def park_invalid(
             park_id=park_id_for_body(envelope.body, ParkReason.INVALID_MESSAGE.value),
         ),
     )
-    return Handled("parked:invalid_message")
+    return Handled(Outcome.PARKED, park_reason=ParkReason.INVALID_MESSAGE)
 
 
 async def park_poison(
@@ -242,7 +234,7 @@ async def park_poison(
         snapshot = await deps.store.mark_dead_lettered(request.key, ParkReason.POISON, error)
         if snapshot is not None and snapshot.status is not PaymentStatus.DEAD_LETTERED:
             await deps.publisher.reply(envelope, snapshot.result())
-            return Handled("duplicate")
+            return Handled(Outcome.DUPLICATE)
     await deps.publisher.park(
         envelope,
         ParkNotice(
@@ -261,7 +253,7 @@ async def park_poison(
     )
     if snapshot is not None:
         await _announce(deps, envelope, snapshot.result())
-    return Handled("parked:poison")
+    return Handled(Outcome.PARKED, park_reason=ParkReason.POISON)
 
 
 def _repark_notice(snapshot: PaymentSnapshot, request: PaymentRequest) -> ParkNotice:
@@ -307,19 +299,6 @@ def _answer_outcome(answer: GatewayAnswer) -> str:
             return "rejected"
         case Transient(kind=kind):
             return f"transient:{kind.value}"
-    raise AssertionError(answer)  # pragma: no cover
-
-
-def _http_status(answer: GatewayAnswer) -> int | None:
-    match answer:
-        case Charged():
-            return 200
-        case Declined():
-            return 402
-        case Rejected(http_status=status):
-            return status
-        case Transient(http_status=status):
-            return status
     raise AssertionError(answer)  # pragma: no cover
 
 

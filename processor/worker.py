@@ -18,6 +18,7 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from processor.adapters.amqp_publisher import AmqpPublisher
 from processor.adapters.batching_store import BatchingStore
 from processor.adapters.http_gateway import HttpGateway
 from processor.adapters.resilient_store import ResilientStore
@@ -28,11 +29,11 @@ from processor.clock import SystemClock
 from processor.config import Settings
 from processor.consumer import PaymentConsumer
 from processor.db import is_sqlite, make_engine
+from processor.handled import Handled
 from processor.metrics import MeteredGateway, WorkerMetrics, probe_app, serve_probes
 from processor.migrate import ensure_current
 from processor.ports import Gateway
-from processor.use_cases import Deps, Handled
-from retry.amqp_publisher import AmqpPublisher
+from processor.use_cases import Deps
 from retry.names import Names
 from retry.topology import declare_topology
 

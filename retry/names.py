@@ -1,4 +1,4 @@
-"""Exchange and queue names of one deployment, all derived from the namespace (SPEC)."""
+"""Exchange and queue names of one deployment, all derived from the namespace."""
 
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
+from retry.errors import PolicyError
 from schemas.outcome import ErrorInfo, ParkReason
 
 
@@ -69,6 +70,18 @@ class Transient:
 
 
 GatewayAnswer = Charged | Declined | Rejected | Transient
+
+
+def http_status(answer: GatewayAnswer) -> int | None:
+    """The HTTP status the answer came with; ``None`` when none came (timeout, connection)."""
+    match answer:
+        case Charged():
+            return 200
+        case Declined():
+            return 402
+        case Rejected(http_status=status) | Transient(http_status=status):
+            return status
+    raise AssertionError(answer)  # pragma: no cover
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +144,16 @@ class Decline:
 class Retry:
     delay: float
     attempt: int
+    """The number the next gateway attempt will have: the failed one's plus one, or the same
+    number when ``spared``."""
     error: ErrorInfo
     spared: bool = False
     """True when the attempt does not count against the budget (the gateway is known down)."""
+
+    @property
+    def attempts_counted(self) -> int:
+        """Attempts spent from the budget so far (what the retry copy carries)."""
+        return self.attempt - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,10 +163,6 @@ class Park:
 
 
 Decision = Succeed | Decline | Retry | Park
-
-
-class PolicyError(ValueError):
-    """The retry settings are inconsistent."""
 
 
 @dataclass(frozen=True, slots=True)

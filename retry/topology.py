@@ -1,4 +1,4 @@
-"""Declare the exchanges and queues of one namespace (idempotent; SPEC "Topology").
+"""Declare the exchanges and queues of one namespace (idempotent).
 
 Why the arguments are what they are (RabbitMQ 3.10):
 
@@ -20,11 +20,8 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aiormq.exceptions import ChannelPreconditionFailed
 
+from retry.errors import TopologyConflict
 from retry.names import DEAD_ROUTING_KEY, REQUEST_ROUTING_KEY, Names
-
-
-class TopologyConflict(RuntimeError):
-    """A queue or exchange already exists with different arguments."""
 
 
 def quorum_arguments(
@@ -55,6 +52,11 @@ class DeclaredQueue:
     bound_to: str
 
 
+def dlq_queue(names: Names) -> DeclaredQueue:
+    """``N.dlq``: bound to the fanout ``N.dlx``, without TTL or length limit."""
+    return DeclaredQueue(names.dlq, quorum_arguments(), f"{names.dlx} (fanout)")
+
+
 def planned_queues(
     names: Names, delays: Sequence[float], delivery_limit: int
 ) -> list[DeclaredQueue]:
@@ -69,7 +71,7 @@ def planned_queues(
             ),
             f"{names.exchange} ({REQUEST_ROUTING_KEY})",
         ),
-        DeclaredQueue(names.dlq, quorum_arguments(), f"{names.dlx} (fanout)"),
+        dlq_queue(names),
     ]
     for delay in delays:
         queues.append(
@@ -93,18 +95,30 @@ async def declare_topology(
     delivery_limit: int,
 ) -> list[DeclaredQueue]:
     """Declare everything; raise ``TopologyConflict`` naming the object on a mismatch."""
+    queues = planned_queues(names, delays, delivery_limit)
+    await _declare_on_a_channel(connection, names, queues)
+    return queues
+
+
+async def declare_dlq_topology(connection: AbstractRobustConnection, names: Names) -> None:
+    """Declare what the DLQ admin itself needs, with the arguments the workers use: the three
+    exchanges (replays go to ``N``, events to ``N.events``) and ``N.dlx`` -> ``N.dlq``.
+    Idempotent; ``TopologyConflict`` naming the object on a mismatch."""
+    await _declare_on_a_channel(connection, names, [dlq_queue(names)])
+
+
+async def _declare_on_a_channel(
+    connection: AbstractRobustConnection, names: Names, queues: Sequence[DeclaredQueue]
+) -> None:
     channel = await connection.channel()
     try:
-        await _declare(channel, names, delays, delivery_limit)
+        await _declare(channel, names, queues)
     finally:
         if not channel.is_closed:
             await channel.close()
-    return planned_queues(names, delays, delivery_limit)
 
 
-async def _declare(
-    channel: AbstractChannel, names: Names, delays: Sequence[float], delivery_limit: int
-) -> None:
+async def _declare(channel: AbstractChannel, names: Names, queues: Sequence[DeclaredQueue]) -> None:
     current = ""
     try:
         current = f"exchange {names.exchange}"
@@ -115,7 +129,7 @@ async def _declare(
         dlx = await channel.declare_exchange(names.dlx, aio_pika.ExchangeType.FANOUT, durable=True)
         current = f"exchange {names.events}"
         await channel.declare_exchange(names.events, aio_pika.ExchangeType.TOPIC, durable=True)
-        for queue in planned_queues(names, delays, delivery_limit):
+        for queue in queues:
             current = f"queue {queue.name}"
             declared = await channel.declare_queue(
                 queue.name, durable=True, arguments=dict(queue.arguments)

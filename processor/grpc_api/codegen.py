@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from processor.errors import ProcessorError
+
 HERE = Path(__file__).resolve().parent
 PROTO_ROOT = HERE / "protos"
 PROTO_FILE = "payproc/v1/payments.proto"
@@ -44,7 +46,7 @@ _STAMP = "STAMP"
 _ABSOLUTE_IMPORT = re.compile(r"^from payproc\.v1 import ", re.MULTILINE)
 
 
-class CodegenError(RuntimeError):
+class CodegenError(ProcessorError, RuntimeError):
     """grpcio-tools is missing or protoc refused the ``.proto``."""
 
 

@@ -9,8 +9,9 @@ import os
 import orjson
 import pytest
 
-from processor import logs
+from processor import cli, logs
 from processor.config import ConfigError, Settings, load_settings
+from processor.errors import ProcessorError
 
 PAN = "4111111111111111"
 
@@ -77,12 +78,24 @@ def test_bad_setting_raises_a_one_line_error_naming_the_variable(
     assert message.startswith("payproc: invalid setting")
 
 
-def test_config_error_exits_the_process_with_the_message() -> None:
-    """ConfigError is a SystemExit whose code is the message, so the CLI prints it and stops."""
-    with pytest.raises(SystemExit) as caught:
+def test_config_error_is_an_ordinary_processor_error() -> None:
+    """ConfigError is caught as an error of the processor package, not a SystemExit that a
+    library caller could not tell from a real exit."""
+    with pytest.raises(ProcessorError) as caught:
         load_settings(prefetch="lots")
-    assert isinstance(caught.value.code, str)
-    assert "PAYPROC_PREFETCH" in caught.value.code
+    assert isinstance(caught.value, ConfigError)
+    assert not isinstance(caught.value, SystemExit)
+
+
+def test_the_cli_turns_a_bad_setting_into_one_line_and_exit_status_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``payproc worker`` with a bad setting prints one line naming it and exits with 2."""
+    monkeypatch.setenv("PAYPROC_PREFETCH", "lots")
+    assert cli.main(["worker"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("payproc: invalid setting PAYPROC_PREFETCH")
 
 
 def test_admin_token_is_not_shown_in_the_settings_repr(monkeypatch: pytest.MonkeyPatch) -> None:

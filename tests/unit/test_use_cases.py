@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,8 @@ import pytest
 
 from processor.decode import Invalid
 from processor.envelope import Envelope
-from processor.use_cases import Deps, Handled, park_invalid, park_poison, process_payment
+from processor.handled import Handled, Outcome
+from processor.use_cases import Deps, park_invalid, park_poison, process_payment
 from retry.policy import (
     Charged,
     Declined,
@@ -110,7 +112,7 @@ async def test_success_is_stored_announced_and_replied(world: World) -> None:
 
     handled = await run(world, request)
 
-    assert handled == Handled("succeeded", gateway_called=True, transient=False)
+    assert handled == Handled(Outcome.SUCCEEDED, gateway_called=True, transient=False)
     row = world.store.rows[request.key]
     assert (row.status, row.gateway_charge_id, row.lease_owner) == (
         PaymentStatus.SUCCEEDED,
@@ -141,7 +143,7 @@ async def test_decline_is_final_without_retry_or_park(world: World) -> None:
 
     handled = await run(world, request)
 
-    assert handled.outcome == "declined"
+    assert handled.outcome is Outcome.DECLINED
     assert world.store.rows[request.key].status is PaymentStatus.DECLINED
     assert world.store.rows[request.key].last_error == DECLINE
     assert world.publisher.routing_keys == ["payment.declined"]
@@ -159,7 +161,7 @@ async def test_transient_failure_schedules_the_next_rung_with_attempt_plus_one(
 
     handled = await run(world, request, attempt=1)
 
-    assert handled.outcome == "retry:5s"
+    assert (handled.outcome, handled.delay) == (Outcome.RETRY, 5.0)
     assert handled.transient is True
     [retry] = world.publisher.retries
     assert (retry.delay, retry.attempt, retry.deferred) == (5.0, 2, False)
@@ -170,6 +172,25 @@ async def test_transient_failure_schedules_the_next_rung_with_attempt_plus_one(
     assert (event.attempts, event.delay_seconds, event.error) == (2, 5.0, BUSY)
     assert not world.publisher.parks
     assert not world.publisher.replies
+
+
+async def test_a_failure_while_the_gateway_is_down_is_retried_without_spending_an_attempt(
+    world: World,
+) -> None:
+    """With the circuit holding the gateway for down, a 503 on the 4th and last attempt is
+    not parked: the copy goes to the first queue still carrying 3 counted attempts."""
+    request = make_request()
+    world.script(transient())
+    deps = dataclasses.replace(world.deps, gateway_down=lambda: True)
+
+    handled = await process_payment(
+        request, envelope_for(request, attempt=POLICY.max_attempts - 1), OWNER, deps
+    )
+
+    assert (handled.outcome, handled.delay) == (Outcome.RETRY, 1.0)
+    [retry] = world.publisher.retries
+    assert (retry.delay, retry.attempt) == (1.0, POLICY.max_attempts - 1)
+    assert not world.publisher.parks
 
 
 async def test_rate_limit_retry_after_picks_a_long_enough_queue(world: World) -> None:
@@ -188,7 +209,7 @@ async def test_transient_failure_at_max_attempts_parks_retries_exhausted(world: 
 
     handled = await run(world, request, attempt=POLICY.max_attempts - 1)
 
-    assert handled.outcome == "parked:retries_exhausted"
+    assert (handled.outcome, handled.park_reason) == (Outcome.PARKED, ParkReason.RETRIES_EXHAUSTED)
     [(_, notice)] = world.publisher.parks
     assert notice.reason is ParkReason.RETRIES_EXHAUSTED
     assert notice.attempts == POLICY.max_attempts
@@ -211,7 +232,7 @@ async def test_rejection_parks_gateway_rejected_at_once(world: World) -> None:
 
     handled = await run(world, request)
 
-    assert handled.outcome == "parked:gateway_rejected"
+    assert (handled.outcome, handled.park_reason) == (Outcome.PARKED, ParkReason.GATEWAY_REJECTED)
     [(_, notice)] = world.publisher.parks
     assert (notice.reason, notice.http_status, notice.error) == (
         ParkReason.GATEWAY_REJECTED,
@@ -251,7 +272,7 @@ async def test_duplicate_of_a_final_payment_resends_the_stored_result(world: Wor
 
     handled = await run(world, request)
 
-    assert handled == Handled("duplicate")
+    assert handled == Handled(Outcome.DUPLICATE)
     assert world.gateway.calls == []
     [reply] = world.publisher.replies
     assert (reply.result.status, reply.result.gateway_charge_id, reply.result.attempts) == (
@@ -274,7 +295,7 @@ async def test_payment_held_by_another_worker_is_deferred_without_using_an_attem
 
     handled = await run(world, request, attempt=2)
 
-    assert handled.outcome == "deferred"
+    assert handled.outcome is Outcome.DEFERRED
     assert world.gateway.calls == []
     [retry] = world.publisher.retries
     assert retry.deferred is True
@@ -293,7 +314,7 @@ async def test_expired_lease_of_another_worker_can_be_taken_over(world: World) -
 
     handled = await run(world, request)
 
-    assert handled.outcome == "succeeded"
+    assert handled.outcome is Outcome.SUCCEEDED
     assert world.store.rows[request.key].status is PaymentStatus.SUCCEEDED
 
 
@@ -305,7 +326,7 @@ async def test_fingerprint_conflict_parks_invalid_without_charging(world: World)
 
     handled = await run(world, second)
 
-    assert handled.outcome == "parked:invalid_message"
+    assert (handled.outcome, handled.park_reason) == (Outcome.PARKED, ParkReason.INVALID_MESSAGE)
     assert world.gateway.calls == []
     [(_, notice)] = world.publisher.parks
     assert notice.reason is ParkReason.INVALID_MESSAGE
@@ -323,7 +344,7 @@ async def test_replay_of_a_dead_lettered_payment_reopens_it(world: World) -> Non
 
     handled = await run(world, request, replay_of="dlq-entry-7")
 
-    assert handled.outcome == "succeeded"
+    assert handled.outcome is Outcome.SUCCEEDED
     assert len(world.gateway.calls) == 1
     assert world.store.rows[request.key].status is PaymentStatus.SUCCEEDED
     [(_, record)] = world.store.attempts
@@ -335,7 +356,7 @@ async def test_a_dead_lettered_payment_without_replay_header_stays_parked(world:
     request = make_request()
     world.store.put_final(request, PaymentStatus.DEAD_LETTERED)
     handled = await run(world, request)
-    assert handled.outcome == "duplicate"
+    assert handled.outcome is Outcome.DUPLICATE
     assert world.gateway.calls == []
 
 
@@ -344,7 +365,7 @@ async def test_replay_of_a_succeeded_payment_is_not_charged_again(world: World) 
     request = make_request()
     world.store.put_final(request, PaymentStatus.SUCCEEDED, charge_id="ch_1")
     handled = await run(world, request, replay_of="dlq-entry-8")
-    assert handled.outcome == "duplicate"
+    assert handled.outcome is Outcome.DUPLICATE
     assert world.gateway.calls == []
 
 
@@ -363,7 +384,7 @@ async def test_late_transient_after_another_delivery_succeeded_only_replies(
 
     handled = await run(world, request)
 
-    assert handled.outcome == "duplicate"
+    assert handled.outcome is Outcome.DUPLICATE
     assert not world.publisher.retries
     assert not world.publisher.parks
     assert world.publisher.replies[0].result.gateway_charge_id == "ch_other"
@@ -383,7 +404,7 @@ async def test_late_rejection_after_another_delivery_succeeded_is_not_parked(
 
     handled = await run(world, request)
 
-    assert handled.outcome == "duplicate"
+    assert handled.outcome is Outcome.DUPLICATE
     assert world.store.rows[request.key].status is PaymentStatus.SUCCEEDED
     assert not world.publisher.parks
 
@@ -399,7 +420,7 @@ async def test_park_invalid_never_calls_the_gateway(world: World) -> None:
 
     handled = await park_invalid(envelope, error, world.deps, invalid)
 
-    assert handled.outcome == "parked:invalid_message"
+    assert (handled.outcome, handled.park_reason) == (Outcome.PARKED, ParkReason.INVALID_MESSAGE)
     assert world.gateway.calls == []
     assert world.store.rows == {}
     [(parked, notice)] = world.publisher.parks
@@ -421,7 +442,7 @@ async def test_park_poison_marks_the_row_and_parks_with_the_exception_type(world
 
     handled = await park_poison(request, envelope, KeyError("boom"), world.deps)
 
-    assert handled.outcome == "parked:poison"
+    assert (handled.outcome, handled.park_reason) == (Outcome.PARKED, ParkReason.POISON)
     assert world.gateway.calls == []
     row = world.store.rows[request.key]
     assert (row.status, row.dead_letter_reason) == (PaymentStatus.DEAD_LETTERED, "poison")
@@ -440,7 +461,7 @@ async def test_park_poison_without_a_request_parks_without_touching_the_store(
     """A crash before decoding parks the raw message and announces nothing."""
     envelope = Envelope(body=b"?", headers={})
     handled = await park_poison(None, envelope, RuntimeError("x"), world.deps)
-    assert handled.outcome == "parked:poison"
+    assert (handled.outcome, handled.park_reason) == (Outcome.PARKED, ParkReason.POISON)
     assert "store.mark_dead_lettered" not in world.journal.entries
     assert world.publisher.parks[0][1].exception_type == "RuntimeError"
     assert not world.publisher.events
@@ -451,7 +472,7 @@ async def test_park_poison_of_a_succeeded_payment_only_replies(world: World) -> 
     request = make_request()
     world.store.put_final(request, PaymentStatus.SUCCEEDED, charge_id="ch_1")
     handled = await park_poison(request, envelope_for(request), ValueError(), world.deps)
-    assert handled.outcome == "duplicate"
+    assert handled.outcome is Outcome.DUPLICATE
     assert not world.publisher.parks
     assert world.store.rows[request.key].status is PaymentStatus.SUCCEEDED
 

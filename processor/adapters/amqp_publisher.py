@@ -1,9 +1,11 @@
-"""The ``Publisher`` port over aio-pika: retry copies, DLQ copies, events and replies.
+"""The worker's ``Publisher`` port over aio-pika: retry copies, DLQ copies, events, replies.
 
-Retry and DLQ publishes are ``mandatory`` on a confirming channel whose returns raise: an
-unroutable publish is still *confirmed* by RabbitMQ, so without ``mandatory`` a missing queue
-would silently drop a payment. Events and replies are not mandatory: nobody has to listen to
-events, and a caller's reply queue may be gone; neither may block the ack of a payment.
+Every publish goes through ``retry.confirmed_publish`` and its confirm is awaited. Retry and
+DLQ publishes are ``mandatory``: an unroutable publish is still *confirmed* by RabbitMQ, so
+without ``mandatory`` a missing queue would silently drop a payment. Events and replies are
+not mandatory: nobody has to listen to events, and a caller's reply queue may be gone;
+neither may block the ack of a payment. A publish that is not confirmed raises the port's
+``PublishFailed``, and the consumer returns the message to its queue.
 """
 
 from __future__ import annotations
@@ -13,18 +15,19 @@ import socket
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import aio_pika
-import aiormq
 import orjson
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
-from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
+from aio_pika.abc import AbstractRobustConnection
 from pamqp.commands import Basic
 from pamqp.common import FieldValue
 
 from processor.envelope import Envelope
-from processor.ports import ParkNotice, PublishFailed
+from processor.errors import PublishFailed
+from processor.ports import ParkNotice
+from retry.confirmed_publish import ConfirmingChannel
+from retry.errors import PublishNotConfirmed
 from retry.names import DEAD_ROUTING_KEY, Names
 from schemas import headers as h
 from schemas.cards import contains_card_number, redact_card_numbers
@@ -34,15 +37,7 @@ ORIGIN = f"{socket.gethostname()}:{os.getpid()}"
 
 _PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
-PUBLISH_ERRORS: tuple[type[BaseException], ...] = (
-    TimeoutError,
-    DeliveryError,
-    AMQPError,
-    ChannelInvalidStateError,
-    ConnectionError,
-    RuntimeError,
-)
-"""What a publish raises when the broker or the connection let it down (never a bug)."""
+_CONFIRM_TIMEOUT = 30.0
 _BROKER_HEADERS = ("x-death", "x-delivery-count", "x-first-death", "x-last-death")
 _PARK_HEADERS = frozenset(
     {
@@ -87,17 +82,14 @@ class AmqpPublisher:
     """Publishes on a dedicated confirming channel of a robust connection."""
 
     def __init__(self, connection: AbstractRobustConnection, names: Names) -> None:
-        self._connection = connection
         self._names = names
-        self._channel: AbstractChannel | None = None
+        self._channel = ConfirmingChannel(connection)
 
     async def open(self) -> None:
-        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-        self._channel = channel
+        await self._channel.open()
 
     async def close(self) -> None:
-        if self._channel is not None and not self._channel.is_closed:
-            await self._channel.close()
+        await self._channel.close()
 
     async def _send(
         self, exchange: str, message: aio_pika.Message, routing_key: str, *, mandatory: bool
@@ -107,9 +99,9 @@ class AmqpPublisher:
     async def _send_properties(
         self, exchange: str, body: bytes, properties: Basic.Properties, routing_key: str
     ) -> None:
-        """Publish an event or a reply (not mandatory) from ready-made properties: building
-        an ``aio_pika.Message`` for every payment's event and reply was a visible share of the
-        worker's CPU, and these two need none of its conveniences."""
+        """Publish an event or a reply (not mandatory) from ready-made properties: every
+        payment has an event and a reply, building an ``aio_pika.Message`` for each costs
+        CPU, and these two need none of its conveniences."""
         await self._publish(exchange, body, properties, routing_key, mandatory=False)
 
     async def _publish(
@@ -120,31 +112,18 @@ class AmqpPublisher:
         routing_key: str,
         mandatory: bool,
     ) -> None:
-        """Publish on the underlying aiormq channel and wait for the broker's confirm.
-
-        ``wait=False``: aiormq otherwise holds the channel's lock until the writer task has
-        written *and drained* each frame, so a hundred payments publishing at once queued up
-        behind each other, a loop turn or two apiece: 115-140 ms per payment on these
-        machines, most of a payment's time in the worker. The broker's confirm (or a return,
-        which raises) is what makes a publish safe, and it is still awaited."""
-        channel = self._channel
-        if channel is None:
-            raise PublishFailed("publisher is not open")
+        """Publish and wait for the broker's confirm; ``PublishFailed`` names the queue."""
         try:
-            if channel.is_closed:
-                raise ChannelInvalidStateError(f"{channel!r} closed")
-            underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
-            await underlay.basic_publish(
+            await self._channel.publish(
+                exchange,
+                routing_key,
                 body,
-                exchange=exchange,
-                routing_key=routing_key,
-                properties=properties,
+                properties,
                 mandatory=mandatory,
-                timeout=30,
-                wait=False,
+                confirm_timeout=_CONFIRM_TIMEOUT,
             )
-        except PUBLISH_ERRORS as exc:
-            raise PublishFailed(f"{routing_key}: {type(exc).__name__}: {exc}"[:300]) from exc
+        except PublishNotConfirmed as exc:
+            raise PublishFailed(f"{routing_key}: {exc}"[:300]) from exc
 
     def _copy(
         self, envelope: Envelope, headers: dict[str, FieldValue], body: bytes
@@ -221,16 +200,3 @@ class AmqpPublisher:
         )
         body = orjson.dumps(result.model_dump(mode="json"))
         await self._send_properties("", body, properties, envelope.reply_to)
-
-    async def publish_request(
-        self, body: bytes, headers: dict[str, FieldValue], message_id: str | None
-    ) -> None:
-        """Publish a request to ``N``/``payment.request`` (replays use this)."""
-        message = aio_pika.Message(
-            body,
-            headers=headers,
-            content_type="application/json",
-            message_id=message_id,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        )
-        await self._send(self._names.exchange, message, "payment.request", mandatory=True)
