@@ -79,7 +79,7 @@ def _record_sql() -> str:
     outcomes, outcome_names = _arrays(outcome, 1)
     attempts, attempt_names = _arrays(attempt, len(outcome) + 1)
     now = f"${len(outcome) + len(attempt) + 1}"
-    assignments = outcome_assignments(["v." + c.name for c in OUTCOME_COLUMNS], stored="t.")
+    assignments = outcome_assignments(lambda column: "v." + column.name, stored="t.")
     return f"""
 WITH v AS (
     SELECT * FROM {outcomes} AS v({outcome_names})

@@ -35,7 +35,6 @@ from processor.adapters.store_rows import (
     ATTEMPT_COLUMNS,
     CLAIM_COLUMNS,
     FINAL_SQL,
-    OUTCOME_COLUMNS,
     SNAPSHOT_COLUMNS,
     attempt_values,
     claim_conflict_sql,
@@ -55,7 +54,7 @@ ATTEMPT_SQL = (
     f"VALUES ({', '.join('?' * len(ATTEMPT_COLUMNS))})"
 )
 RECORD_SQL = f"""
-UPDATE payments SET {outcome_assignments(["?"] * len(OUTCOME_COLUMNS))}, updated_at = ?
+UPDATE payments SET {outcome_assignments(lambda _: "?")}, updated_at = ?
 WHERE payment_id = ? AND status NOT IN {FINAL_SQL}
 """  # noqa: S608 - constants only; every value is a bound parameter
 

@@ -87,15 +87,16 @@ def attempt_values(outcome: Outcome) -> tuple[Any, ...]:
     return tuple(column.value(outcome) for column in ATTEMPT_COLUMNS)
 
 
-def outcome_assignments(values: list[str], stored: str = "") -> str:
-    """The ``SET`` list of an outcome's ``UPDATE payments``: each of ``OUTCOME_COLUMNS``
-    gets its expression from ``values`` (same order); ``stored`` qualifies the stored
-    value a ``keep_when_null`` column falls back to (``"t."`` for an aliased table)."""
+def outcome_assignments(value_of: Callable[[Column[Outcome]], str], stored: str = "") -> str:
+    """The ``SET`` list of an outcome's ``UPDATE payments``: each of ``OUTCOME_COLUMNS`` set
+    to the SQL expression ``value_of`` gives it (a parameter, a column of a derived table),
+    the lease dropped. ``stored`` qualifies the stored value a ``keep_when_null`` column
+    falls back to (``"t."`` for an aliased table)."""
     parts = [
-        f"{column.name} = COALESCE({value}, {stored}{column.name})"
+        f"{column.name} = COALESCE({value_of(column)}, {stored}{column.name})"
         if column.keep_when_null
-        else f"{column.name} = {value}"
-        for column, value in zip(OUTCOME_COLUMNS, values, strict=True)
+        else f"{column.name} = {value_of(column)}"
+        for column in OUTCOME_COLUMNS
     ]
     return ", ".join([*parts, "lease_owner = NULL", "lease_until = NULL"])
 
