@@ -189,10 +189,10 @@ class PgBatches:
 
     async def claim_many(self, batch: ClaimBatch) -> None:
         async with self._connection() as connection:
-            for reopen, chosen in batch.groups:
-                arrays = _columns(batch.rows(chosen), len(CLAIM_COLUMNS))
-                for row in await connection.fetch(CLAIM_SQL[reopen], *arrays, batch.now):
-                    batch.won(chosen, row["payment_id"], row["attempts"])
+            for group in batch.groups:
+                arrays = _columns(group.rows, len(CLAIM_COLUMNS))
+                for row in await connection.fetch(CLAIM_SQL[group.reopen], *arrays, batch.now):
+                    group.won(row["payment_id"], row["attempts"])
             losers = batch.losers()
             if losers:
                 found = await connection.fetch(ROWS_SQL, losers)

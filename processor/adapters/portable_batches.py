@@ -114,16 +114,15 @@ class PortableBatches:
             "updated_at": now,
         }
         async with transaction(self._engine, StoreUnavailable) as conn:
-            for reopen, chosen in batch.groups:
+            for group in batch.groups:
                 rows = [
-                    {**dict(zip(_CLAIM_NAMES, row, strict=True)), **fixed}
-                    for row in batch.rows(chosen)
+                    {**dict(zip(_CLAIM_NAMES, row, strict=True)), **fixed} for row in group.rows
                 ]
                 # executemany with RETURNING: SQLAlchemy's "insertmanyvalues" sends multi-row
                 # statements and caches the compiled form (no per-batch compile).
-                claimed = await conn.execute(self._claim[reopen], rows)
+                claimed = await conn.execute(self._claim[group.reopen], rows)
                 for payment_id, attempts in claimed.all():
-                    batch.won(chosen, payment_id, attempts)
+                    group.won(payment_id, attempts)
             losers = batch.losers()
             if losers:
                 found = await conn.execute(

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from processor.adapters.store_batches import ClaimBatch, in_order
+from processor.adapters.store_batches import ClaimBatch, ClaimGroup, in_order
 from processor.adapters.store_rows import (
     ATTEMPT_COLUMNS,
     CLAIM_COLUMNS,
@@ -217,12 +217,8 @@ class SqliteBatches:
     async def claim_many(self, batch: ClaimBatch) -> None:
         stamp = to_text(batch.now)
         groups = [
-            (
-                reopen,
-                chosen,
-                [(*_texts(row, _CLAIM_TIMESTAMPS), stamp, stamp) for row in batch.rows(chosen)],
-            )
-            for reopen, chosen in batch.groups
+            (group, [(*_texts(row, _CLAIM_TIMESTAMPS), stamp, stamp) for row in group.rows])
+            for group in batch.groups
         ]
         # Runs on the writer's thread while this coroutine waits: nothing else touches
         # ``batch`` until it returns.
@@ -253,14 +249,15 @@ def _select_rows(connection: sqlite3.Connection, keys: Sequence[str]) -> list[tu
 def _claim(
     connection: sqlite3.Connection,
     batch: ClaimBatch,
-    groups: list[tuple[bool, dict[str, int], list[tuple[Any, ...]]]],
+    groups: list[tuple[ClaimGroup, list[tuple[Any, ...]]]],
 ) -> list[tuple[Any, ...]]:
     """The upserts of each group, then the rows of every key with a copy that did not win."""
-    for reopen, chosen, rows in groups:
+    for group, rows in groups:
         for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
             flat = [value for row in chunk for value in row]
-            for payment_id, attempts in connection.execute(claim_sql(reopen, len(chunk)), flat):
-                batch.won(chosen, payment_id, attempts)
+            won = connection.execute(claim_sql(group.reopen, len(chunk)), flat)
+            for payment_id, attempts in won:
+                group.won(payment_id, attempts)
     return _select_rows(connection, batch.losers())
 
 

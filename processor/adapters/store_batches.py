@@ -34,8 +34,8 @@ class BatchWriter(Protocol):
     """How a batch reaches one kind of database: one transaction per call."""
 
     async def claim_many(self, batch: ClaimBatch) -> None:
-        """Run ``batch``'s upserts, telling it each ``won`` claim, then hand it the stored
-        rows of its ``losers`` (``found``)."""
+        """Run the upsert of each of ``batch.groups``, telling the group each claim that
+        ``won``; then hand the batch the stored rows of its ``losers()`` (``found``)."""
         ...
 
     async def record_many(
@@ -63,6 +63,23 @@ CONFLICT = ErrorInfo(
 )
 
 
+class ClaimGroup:
+    """The claims of a batch with one ``reopen`` flag: the rows of one upsert."""
+
+    def __init__(
+        self, reopen: bool, chosen: dict[str, int], rows: list[tuple[Any, ...]], batch: ClaimBatch
+    ) -> None:
+        self.reopen = reopen
+        self.rows = rows
+        """``CLAIM_COLUMNS`` values, one tuple a payment, in key order."""
+        self._chosen = chosen
+        self._batch = batch
+
+    def won(self, payment_id: str, attempts: int) -> None:
+        """The upsert returned ``payment_id``'s row: its claim went through."""
+        self._batch.settle(self._chosen[payment_id], Claimed(attempts=int(attempts)))
+
+
 class ClaimBatch:
     """The claims of one batch: which rows each upsert carries, which won, and why the
     others did not.
@@ -78,21 +95,19 @@ class ClaimBatch:
         self.now = now
         self._results: list[ClaimResult | None] = [None] * len(items)
         self._found: Mapping[str, Mapping[Any, Any]] = {}
-        self.groups: list[tuple[bool, dict[str, int]]] = []
+        self.groups: list[ClaimGroup] = []
         for reopen in (False, True):
             chosen: dict[str, int] = {}
             for index, item in enumerate(items):
                 if item.reopen is reopen and item.request.key not in chosen:
                     chosen[item.request.key] = index
             if chosen:
-                self.groups.append((reopen, dict(sorted(chosen.items()))))
+                chosen = dict(sorted(chosen.items()))
+                rows = [claim_values(items[index], now) for index in chosen.values()]
+                self.groups.append(ClaimGroup(reopen, chosen, rows, self))
 
-    def rows(self, chosen: dict[str, int]) -> list[tuple[Any, ...]]:
-        """The ``CLAIM_COLUMNS`` values of a group's rows, in key order."""
-        return [claim_values(self.items[index], self.now) for index in chosen.values()]
-
-    def won(self, chosen: dict[str, int], payment_id: str, attempts: int) -> None:
-        self._results[chosen[payment_id]] = Claimed(attempts=int(attempts))
+    def settle(self, index: int, result: ClaimResult) -> None:
+        self._results[index] = result
 
     def losers(self) -> list[str]:
         """The payment_ids (sorted) with a copy that did not win: their rows are needed."""

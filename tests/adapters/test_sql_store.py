@@ -6,7 +6,7 @@ import asyncio
 import socket
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from processor.adapters.batching_store import BatchingStore
 from processor.adapters.resilient_store import ResilientStore
-from processor.adapters.sql_store import SqlPaymentStore
+from processor.adapters.sql_store import SqlPaymentStore, batch_writer
+from processor.adapters.store_batches import BatchWriter, ClaimBatch
 from processor.adapters.store_rows import ClaimItem
 from processor.db import create_schema, make_engine
 from processor.ports import (
@@ -410,6 +411,51 @@ async def test_concurrent_claims_through_one_batching_store_let_one_owner_throug
     )
     assert sum(isinstance(r, Claimed) for r in results) == 1
     assert all(isinstance(r, Claimed | HeldElsewhere) for r in results)
+
+
+class CountingWriter:
+    """A ``BatchWriter`` that notes the size of each batch of outcomes it passes on."""
+
+    def __init__(self, inner: BatchWriter) -> None:
+        self.inner = inner
+        self.record_batches: list[int] = []
+
+    async def claim_many(self, batch: ClaimBatch) -> None:
+        await self.inner.claim_many(batch)
+
+    async def record_many(
+        self, outcomes: Sequence[Outcome], now: datetime
+    ) -> list[PaymentSnapshot]:
+        self.record_batches.append(len(outcomes))
+        return await self.inner.record_many(outcomes, now)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_outcomes_of_concurrent_payments_share_a_commit(
+    engine: AsyncEngine, fast_path: bool
+) -> None:
+    """Payments in flight together commit their outcomes in one transaction, not one each,
+    and every caller still gets back its own payment as stored."""
+    writer = CountingWriter(batch_writer(engine, fast_path))
+    store = BatchingStore(SqlPaymentStore(engine, writer=writer))
+    requests = [make_request() for _ in range(50)]
+    await asyncio.gather(*(store.claim(r, "w1", LEASE, reopen=False) for r in requests))
+    snapshots = await asyncio.gather(
+        *(
+            store.record(
+                Outcome(r.key, "w1", attempt(), PaymentStatus.SUCCEEDED, charge_id=f"ch_{i}")
+            )
+            for i, r in enumerate(requests)
+        )
+    )
+    assert [(s.payment_id, s.gateway_charge_id) for s in snapshots] == [
+        (r.key, f"ch_{i}") for i, r in enumerate(requests)
+    ]
+    assert sum(writer.record_batches) == 50
+    assert len(writer.record_batches) <= 2
+    await writer.aclose()
 
 
 async def test_concurrent_batches_in_opposite_orders_do_not_deadlock(
