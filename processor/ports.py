@@ -96,6 +96,21 @@ class AttemptRecord:
     replay_of: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The outcome of one gateway attempt, as the store commits it: the attempt's history
+    row plus the payment's new status and what goes with it (charge id, last error, park
+    reason). One value travels through every store layer, so a new field is added here once."""
+
+    payment_id: str
+    owner: str
+    attempt: AttemptRecord
+    status: PaymentStatus
+    charge_id: str | None = None
+    error: ErrorInfo | None = None
+    park_reason: ParkReason | None = None
+
+
 class PaymentStore(Protocol):
     async def claim(
         self, request: PaymentRequest, owner: str, lease_seconds: float, reopen: bool
@@ -103,17 +118,11 @@ class PaymentStore(Protocol):
         """Mark the payment "processing" (committed) before the gateway is called."""
         ...
 
-    async def record(
-        self,
-        payment_id: str,
-        owner: str,
-        attempt: AttemptRecord,
-        status: PaymentStatus,
-        charge_id: str | None = None,
-        error: ErrorInfo | None = None,
-        park_reason: ParkReason | None = None,
-    ) -> PaymentSnapshot:
-        """Commit the outcome of one attempt and return the payment as stored."""
+    async def record(self, outcome: Outcome) -> PaymentSnapshot:
+        """Commit the outcome of one attempt and return the payment as stored.
+
+        A payment that is already final keeps its status (the first final outcome is the
+        authority); the attempt row is written either way."""
         ...
 
     async def mark_dead_lettered(

@@ -30,6 +30,7 @@ from processor.ports import (
     FingerprintConflict,
     Gateway,
     HeldElsewhere,
+    Outcome,
     ParkNotice,
     PaymentSnapshot,
     PaymentStore,
@@ -141,19 +142,19 @@ async def process_payment(
     match decision:
         case Succeed(charge_id=charge_id):
             snapshot = await deps.store.record(
-                payment_id, owner, record, PaymentStatus.SUCCEEDED, charge_id=charge_id
+                Outcome(payment_id, owner, record, PaymentStatus.SUCCEEDED, charge_id=charge_id)
             )
             await _announce(deps, envelope, snapshot.result())
             return Handled(Outcome.SUCCEEDED, gateway_called=True, transient=False)
         case Decline(error=error):
             snapshot = await deps.store.record(
-                payment_id, owner, record, PaymentStatus.DECLINED, error=error
+                Outcome(payment_id, owner, record, PaymentStatus.DECLINED, error=error)
             )
             await _announce(deps, envelope, snapshot.result())
             return Handled(Outcome.DECLINED, gateway_called=True, transient=False)
         case Retry(delay=delay, error=error):
             snapshot = await deps.store.record(
-                payment_id, owner, record, PaymentStatus.RETRYING, error=error
+                Outcome(payment_id, owner, record, PaymentStatus.RETRYING, error=error)
             )
             if snapshot.status.is_final:
                 # Another delivery of this payment finished first while we were charging.
@@ -176,12 +177,14 @@ async def process_payment(
             return Handled(Outcome.RETRY, delay=delay, gateway_called=True, transient=True)
         case Park(reason=reason, error=error):
             snapshot = await deps.store.record(
-                payment_id,
-                owner,
-                record,
-                PaymentStatus.DEAD_LETTERED,
-                error=error,
-                park_reason=reason,
+                Outcome(
+                    payment_id,
+                    owner,
+                    record,
+                    PaymentStatus.DEAD_LETTERED,
+                    error=error,
+                    park_reason=reason,
+                )
             )
             if snapshot.status is not PaymentStatus.DEAD_LETTERED:
                 await deps.publisher.reply(envelope, snapshot.result())

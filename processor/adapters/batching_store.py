@@ -12,10 +12,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from processor.adapters.sql_store import SqlPaymentStore
-from processor.adapters.store_rows import ClaimItem, RecordItem
-from processor.ports import AttemptRecord, ClaimResult, PaymentSnapshot
-from schemas.outcome import ErrorInfo, ParkReason, PaymentStatus
+from processor.adapters.store_batches import BatchedStore
+from processor.adapters.store_rows import ClaimItem
+from processor.ports import ClaimResult, Outcome, PaymentSnapshot
+from schemas.outcome import ErrorInfo, ParkReason
 from schemas.payment import PaymentRequest
 
 In = TypeVar("In")
@@ -57,31 +57,21 @@ class Batcher(Generic[In, Out]):
 
 
 class BatchingStore:
-    """``PaymentStore`` that batches claims and outcome records of concurrent payments."""
+    """``PaymentStore`` that batches claims and outcome records of concurrent payments into
+    the ``claim_many`` and ``record_many`` calls of ``inner``."""
 
-    def __init__(self, inner: SqlPaymentStore, max_batch: int = 256) -> None:
+    def __init__(self, inner: BatchedStore, max_batch: int = 256) -> None:
         self._inner = inner
         self._claims: Batcher[ClaimItem, ClaimResult] = Batcher(inner.claim_many, max_batch)
-        self._records: Batcher[RecordItem, PaymentSnapshot] = Batcher(inner.record_many, max_batch)
+        self._records: Batcher[Outcome, PaymentSnapshot] = Batcher(inner.record_many, max_batch)
 
     async def claim(
         self, request: PaymentRequest, owner: str, lease_seconds: float, reopen: bool
     ) -> ClaimResult:
         return await self._claims.submit(ClaimItem(request, owner, lease_seconds, reopen))
 
-    async def record(
-        self,
-        payment_id: str,
-        owner: str,
-        attempt: AttemptRecord,
-        status: PaymentStatus,
-        charge_id: str | None = None,
-        error: ErrorInfo | None = None,
-        park_reason: ParkReason | None = None,
-    ) -> PaymentSnapshot:
-        return await self._records.submit(
-            RecordItem(payment_id, owner, attempt, status, charge_id, error, park_reason)
-        )
+    async def record(self, outcome: Outcome) -> PaymentSnapshot:
+        return await self._records.submit(outcome)
 
     async def mark_dead_lettered(
         self, payment_id: str, reason: ParkReason, error: ErrorInfo

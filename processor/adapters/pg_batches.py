@@ -5,8 +5,7 @@ processing, executemany bookkeeping, result rows) and its per-transaction round 
 pre-ping, BEGIN, COMMIT) as the largest single share of the worker's CPU. Here a whole batch
 travels as a handful of typed arrays that ``unnest`` turns back into rows inside the server:
 one round trip per batch, a few list appends per payment. The statements do exactly what
-``SqlPaymentStore``'s portable versions do, and the store's tests run against both; SQLite
-keeps the portable path.
+``PortableBatches`` does, and the store's tests run against both.
 
 Each statement is atomic on its own (autocommit), so no BEGIN/COMMIT is needed: the claim
 upsert wins a row or leaves it alone; the outcome statement inserts the attempts, updates the
@@ -25,36 +24,39 @@ import asyncpg
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from processor.adapters.store_batches import ClaimBatch, in_order
 from processor.adapters.store_rows import (
     ATTEMPT_COLUMNS,
+    CLAIM_COLUMNS,
     FINAL_SQL,
+    OUTCOME_COLUMNS,
     SNAPSHOT_COLUMNS,
-    ClaimItem,
-    RecordItem,
     attempt_values,
     claim_conflict_sql,
-    claim_values,
-    first_claim_per_key,
+    outcome_assignments,
     outcome_values,
-    snapshot_of,
-    why_not_claimed,
 )
-from processor.ports import Claimed, ClaimResult, PaymentSnapshot, StoreUnavailable
+from processor.ports import Outcome, PaymentSnapshot, StoreUnavailable
 
 _COLUMNS = ", ".join(SNAPSHOT_COLUMNS)
+
+
+def _arrays(columns: Sequence[tuple[str, str]], first: int) -> tuple[str, str]:
+    """``unnest`` of one typed array parameter per column, numbered from ``$first``, and
+    the column list that names what it yields."""
+    arrays = ", ".join(f"${first + i}::{sql_type}[]" for i, (_, sql_type) in enumerate(columns))
+    return f"unnest({arrays})", ", ".join(name for name, _ in columns)
 
 
 def _claim_sql(reopen: bool) -> str:
     # ORDER BY: rows are inserted (and locked) in key order, so concurrent batches lock in
     # one global order and cannot deadlock each other.
+    unnest, names = _arrays(CLAIM_COLUMNS, 1)
+    now = f"${len(CLAIM_COLUMNS) + 1}"
     return f"""
-INSERT INTO payments AS t (payment_id, status, attempts, amount, currency, merchant_id,
-    fingerprint, lease_owner, lease_until, created_at, updated_at)
-SELECT v.payment_id, 'processing', 1, v.amount, v.currency, v.merchant_id, v.fingerprint,
-    v.lease_owner, v.lease_until, $8, $8
-FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::text[],
-    $7::timestamptz[]) AS v(payment_id, amount, currency, merchant_id, fingerprint,
-    lease_owner, lease_until)
+INSERT INTO payments AS t ({names}, status, attempts, created_at, updated_at)
+SELECT {", ".join("v." + name for name, _ in CLAIM_COLUMNS)}, 'processing', 1, {now}, {now}
+FROM {unnest} AS v({names})
 ORDER BY v.payment_id
 {claim_conflict_sql(reopen)}
 """  # noqa: S608 - constants only; every value is a bound parameter
@@ -64,23 +66,27 @@ CLAIM_SQL = {False: _claim_sql(False), True: _claim_sql(True)}
 
 ROWS_SQL = f"SELECT {_COLUMNS} FROM payments WHERE payment_id = ANY($1::text[])"  # noqa: S608
 
-# The UPDATE's RETURNING gives the new state of the rows it changed; the last SELECT reads the
-# statement's snapshot, i.e. the unchanged state of the rows it skipped (already final).
-RECORD_SQL = f"""
+
+def _record_sql() -> str:
+    """The outcomes ($1 the payment_ids, then one array per outcome column), the attempt
+    rows (one array per attempt column), then the time of the update.
+
+    The UPDATE's RETURNING gives the new state of the rows it changed; the last SELECT reads
+    the statement's snapshot, i.e. the unchanged state of the rows it skipped (already final).
+    """
+    outcome = [("payment_id", "text")] + [(c.name, c.sql_type) for c in OUTCOME_COLUMNS]
+    attempt = [(c.name, c.sql_type) for c in ATTEMPT_COLUMNS]
+    outcomes, outcome_names = _arrays(outcome, 1)
+    attempts, attempt_names = _arrays(attempt, len(outcome) + 1)
+    now = f"${len(outcome) + len(attempt) + 1}"
+    assignments = outcome_assignments(lambda column: "v." + column.name, stored="t.")
+    return f"""
 WITH v AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-        $6::text[]) AS v(payment_id, status, charge_id, error_code, error_message, reason)
+    SELECT * FROM {outcomes} AS v({outcome_names})
 ), attempts AS (
-    INSERT INTO payment_attempts (payment_id, attempt, outcome, http_status, error_code,
-        error_message, replay_of, started_at, finished_at, duration_ms)
-    SELECT * FROM unnest($7::text[], $8::int4[], $9::text[], $10::int4[], $11::text[],
-        $12::text[], $13::text[], $14::timestamptz[], $15::timestamptz[], $16::float8[])
+    INSERT INTO payment_attempts ({attempt_names}) SELECT * FROM {attempts}
 ), updated AS (
-    UPDATE payments AS t SET
-        status = v.status, gateway_charge_id = COALESCE(v.charge_id, t.gateway_charge_id),
-        last_error_code = v.error_code, last_error_message = v.error_message,
-        dead_letter_reason = v.reason, lease_owner = NULL, lease_until = NULL,
-        updated_at = $17
+    UPDATE payments AS t SET {assignments}, updated_at = {now}
     FROM v
     WHERE t.payment_id = v.payment_id AND t.status NOT IN {FINAL_SQL}
     RETURNING {", ".join("t." + column for column in SNAPSHOT_COLUMNS)}
@@ -90,6 +96,9 @@ UNION ALL
 SELECT {_COLUMNS} FROM payments
 WHERE payment_id = ANY($1::text[]) AND payment_id NOT IN (SELECT payment_id FROM updated)
 """  # noqa: S608 - constants only; every value is a bound parameter
+
+
+RECORD_SQL = _record_sql()
 
 # Every statement here reaches rows by primary key. On a table that was empty a minute ago
 # (a new deployment, a bench run) the planner's statistics lag behind and it picks a
@@ -114,22 +123,6 @@ def _unavailable(exc: BaseException) -> bool:
     )
 
 
-_CLAIM_COLUMNS = (
-    "payment_id",
-    "amount",
-    "currency",
-    "merchant_id",
-    "fingerprint",
-    "lease_owner",
-    "lease_until",
-)
-
-
-def _pick(values: dict[str, Any], names: Sequence[str]) -> tuple[Any, ...]:
-    """``values`` in the order of the statement's ``unnest`` columns."""
-    return tuple(values[name] for name in names)
-
-
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     out: list[list[Any]] = [[] for _ in range(width)]
     for row in rows:
@@ -139,7 +132,8 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
 
 
 class PgBatches:
-    """Claims and outcomes of a batch, each one statement on a connection of our own.
+    """``BatchWriter`` for PostgreSQL: a batch of claims or of outcomes is one statement on
+    a connection of our own.
 
     A few connections are kept open (one per batch running at once); a connection that
     failed is closed and a new one opened by the next batch.
@@ -193,43 +187,27 @@ class PgBatches:
                 else:
                     self._idle.append(connection)
 
-    async def claim_many(self, items: Sequence[ClaimItem], now: datetime) -> list[ClaimResult]:
-        results: list[ClaimResult | None] = [None] * len(items)
+    async def claim_many(self, batch: ClaimBatch) -> None:
         async with self._connection() as connection:
-            for reopen in (False, True):
-                chosen = first_claim_per_key(items, reopen)
-                if not chosen:
-                    continue
-                rows = [
-                    _pick(claim_values(items[index], now), _CLAIM_COLUMNS)
-                    for index in chosen.values()
-                ]
-                won = await connection.fetch(CLAIM_SQL[reopen], *_columns(rows, 7), now)
-                for row in won:
-                    results[chosen[row["payment_id"]]] = Claimed(attempts=int(row["attempts"]))
-            losers = sorted({items[i].request.key for i, r in enumerate(results) if r is None})
-            existing: dict[str, Any] = {}
+            for group in batch.groups:
+                arrays = _columns(group.rows, len(CLAIM_COLUMNS))
+                for row in await connection.fetch(CLAIM_SQL[group.reopen], *arrays, batch.now):
+                    group.won(row["payment_id"], row["attempts"])
+            losers = batch.losers()
             if losers:
                 found = await connection.fetch(ROWS_SQL, losers)
-                existing = {row["payment_id"]: row for row in found}
-        return [
-            result
-            if result is not None
-            else why_not_claimed(existing.get(item.request.key), item, now)
-            for result, item in zip(results, items, strict=True)
-        ]
+                batch.found({row["payment_id"]: row for row in found})
 
     async def record_many(
-        self, items: Sequence[RecordItem], now: datetime
+        self, outcomes: Sequence[Outcome], now: datetime
     ) -> list[PaymentSnapshot]:
-        outcomes = [(item.payment_id, *outcome_values(item)) for item in items]
-        attempts = [_pick(attempt_values(item), ATTEMPT_COLUMNS) for item in items]
+        updates = [(outcome.payment_id, *outcome_values(outcome)) for outcome in outcomes]
+        attempts = [attempt_values(outcome) for outcome in outcomes]
         async with self._connection() as connection:
             found = await connection.fetch(
-                RECORD_SQL, *_columns(outcomes, 6), *_columns(attempts, 10), now
+                RECORD_SQL,
+                *_columns(updates, len(OUTCOME_COLUMNS) + 1),
+                *_columns(attempts, len(ATTEMPT_COLUMNS)),
+                now,
             )
-        rows = {row["payment_id"]: row for row in found}
-        missing = [item.payment_id for item in items if item.payment_id not in rows]
-        if missing:
-            raise StoreUnavailable(f"payment {missing[0]} is missing")
-        return [snapshot_of(rows[item.payment_id]) for item in items]
+        return in_order(outcomes, {row["payment_id"]: row for row in found})

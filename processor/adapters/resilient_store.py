@@ -14,14 +14,8 @@ from typing import TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from processor.ports import (
-    AttemptRecord,
-    ClaimResult,
-    PaymentSnapshot,
-    PaymentStore,
-    StoreUnavailable,
-)
-from schemas.outcome import ErrorInfo, ParkReason, PaymentStatus
+from processor.ports import ClaimResult, Outcome, PaymentSnapshot, PaymentStore, StoreUnavailable
+from schemas.outcome import ErrorInfo, ParkReason
 from schemas.payment import PaymentRequest
 
 log = logging.getLogger("payproc.store")
@@ -29,6 +23,8 @@ T = TypeVar("T")
 
 
 class ResilientStore:
+    """``PaymentStore`` that retries ``inner``'s ``StoreUnavailable`` for ``patience`` s."""
+
     def __init__(self, inner: PaymentStore, patience: float = 120.0) -> None:
         self._inner = inner
         self._patience = patience
@@ -60,21 +56,8 @@ class ResilientStore:
     ) -> ClaimResult:
         return await self._call(lambda: self._inner.claim(request, owner, lease_seconds, reopen))
 
-    async def record(
-        self,
-        payment_id: str,
-        owner: str,
-        attempt: AttemptRecord,
-        status: PaymentStatus,
-        charge_id: str | None = None,
-        error: ErrorInfo | None = None,
-        park_reason: ParkReason | None = None,
-    ) -> PaymentSnapshot:
-        return await self._call(
-            lambda: self._inner.record(
-                payment_id, owner, attempt, status, charge_id, error, park_reason
-            )
-        )
+    async def record(self, outcome: Outcome) -> PaymentSnapshot:
+        return await self._call(lambda: self._inner.record(outcome))
 
     async def mark_dead_lettered(
         self, payment_id: str, reason: ParkReason, error: ErrorInfo

@@ -9,10 +9,9 @@ second worker on the same file waited on that lock (SQLite's busy handler sleeps
 runs start to finish on one thread, so the lock is held only for SQLite's own work, and the
 per-row cost is a tuple instead of SQLAlchemy's parameter and result processing.
 
-The statements do exactly what ``SqlPaymentStore``'s portable versions do (the store's
-tests run both), and timestamps are written in the text form SQLAlchemy writes for
-``UTCDateTime`` on SQLite, so every other reader (the admin API, the portable path) sees
-the same rows.
+The statements do exactly what ``PortableBatches`` does (the store's tests run both), and
+timestamps are written in the text form SQLAlchemy writes for ``UTCDateTime`` on SQLite, so
+every other reader (the admin API, the portable path) sees the same rows.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -32,48 +30,31 @@ from typing import Any, TypeVar
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from processor.adapters.store_batches import ClaimBatch, ClaimGroup, in_order
 from processor.adapters.store_rows import (
     ATTEMPT_COLUMNS,
+    CLAIM_COLUMNS,
     FINAL_SQL,
     SNAPSHOT_COLUMNS,
-    ClaimItem,
-    RecordItem,
     attempt_values,
     claim_conflict_sql,
-    claim_values,
-    first_claim_per_key,
+    outcome_assignments,
     outcome_values,
-    snapshot_of,
-    why_not_claimed,
 )
-from processor.ports import Claimed, ClaimResult, PaymentSnapshot, StoreUnavailable
+from processor.ports import Outcome, PaymentSnapshot, StoreUnavailable
 
 T = TypeVar("T")
 
-_CLAIM_COLUMNS = (
-    "payment_id",
-    "status",
-    "attempts",
-    "amount",
-    "currency",
-    "merchant_id",
-    "fingerprint",
-    "lease_owner",
-    "lease_until",
-    "created_at",
-    "updated_at",
-)
-_TIMESTAMPS = frozenset({"lease_until", "created_at", "updated_at", "started_at", "finished_at"})
-_ROWS_PER_STATEMENT = 200  # 11 parameters a row, far below SQLite's 32,766
+_CLAIM_TIMESTAMPS = [sql_type == "timestamptz" for _, sql_type in CLAIM_COLUMNS]
+_ATTEMPT_TIMESTAMPS = [column.timestamp for column in ATTEMPT_COLUMNS]
+_ROWS_PER_STATEMENT = 200  # 9 parameters a claim row, far below SQLite's 32,766
 
 ATTEMPT_SQL = (
-    f"INSERT INTO payment_attempts ({', '.join(ATTEMPT_COLUMNS)}) "  # noqa: S608 - constants
+    f"INSERT INTO payment_attempts ({', '.join(c.name for c in ATTEMPT_COLUMNS)}) "  # noqa: S608
     f"VALUES ({', '.join('?' * len(ATTEMPT_COLUMNS))})"
 )
 RECORD_SQL = f"""
-UPDATE payments SET status = ?, gateway_charge_id = COALESCE(?, gateway_charge_id),
-    last_error_code = ?, last_error_message = ?, dead_letter_reason = ?,
-    lease_owner = NULL, lease_until = NULL, updated_at = ?
+UPDATE payments SET {outcome_assignments(lambda _: "?")}, updated_at = ?
 WHERE payment_id = ? AND status NOT IN {FINAL_SQL}
 """  # noqa: S608 - constants only; every value is a bound parameter
 
@@ -90,10 +71,12 @@ def from_text(value: str | None) -> datetime | None:
 
 @lru_cache(maxsize=64)
 def claim_sql(reopen: bool, rows: int) -> str:
-    """The claim upsert for ``rows`` rows."""
-    one_row = f"({', '.join('?' * len(_CLAIM_COLUMNS))})"
+    """The claim upsert for ``rows`` rows: ``CLAIM_COLUMNS``, then created and updated."""
+    one_row = f"({', '.join('?' * len(CLAIM_COLUMNS))}, 'processing', 1, ?, ?)"
     return f"""
-INSERT INTO payments AS t ({", ".join(_CLAIM_COLUMNS)}) VALUES {", ".join([one_row] * rows)}
+INSERT INTO payments AS t ({", ".join(name for name, _ in CLAIM_COLUMNS)}, status, attempts,
+    created_at, updated_at)
+VALUES {", ".join([one_row] * rows)}
 {claim_conflict_sql(reopen)}
 """  # noqa: S608 - constants only; every value is a bound parameter
 
@@ -106,10 +89,11 @@ def rows_sql(keys: int) -> str:
     )
 
 
-def _row_values(values: dict[str, Any], names: Sequence[str]) -> tuple[Any, ...]:
+def _texts(values: Sequence[Any], timestamps: Sequence[bool]) -> tuple[Any, ...]:
+    """``values`` with their timestamps (where ``timestamps`` says) as ``to_text`` writes them."""
     return tuple(
-        to_text(values[name]) if name in _TIMESTAMPS and values[name] is not None else values[name]
-        for name in names
+        to_text(value) if timestamp and value is not None else value
+        for value, timestamp in zip(values, timestamps, strict=True)
     )
 
 
@@ -124,12 +108,10 @@ def _chunks(rows: Sequence[T], size: int) -> list[Sequence[T]]:
     return [rows[start : start + size] for start in range(0, len(rows), size)]
 
 
-ClaimGroups = list[tuple[bool, list[tuple[Any, ...]]]]
-
-
 class SqliteBatches:
-    """Claims and outcomes of a batch, each one transaction on a connection and a thread of
-    its own. The thread runs one transaction at a time, as SQLite writes one at a time."""
+    """``BatchWriter`` for a SQLite file: a batch of claims or of outcomes is one
+    transaction on a connection and a thread of its own. The thread runs one transaction
+    at a time, as SQLite writes one at a time."""
 
     def __init__(self, engine: AsyncEngine, busy_timeout: float = 30.0) -> None:
         if not self.usable(engine):
@@ -232,51 +214,29 @@ class SqliteBatches:
         except RuntimeError as exc:  # the executor was shut down: the engine is gone
             raise StoreUnavailable(f"store closed: {exc}") from exc
 
-    async def claim_many(self, items: Sequence[ClaimItem], now: datetime) -> list[ClaimResult]:
-        groups: ClaimGroups = []
-        chosen_by_flag: dict[bool, dict[str, int]] = {}
-        for reopen in (False, True):
-            chosen = first_claim_per_key(items, reopen)
-            if chosen:
-                chosen_by_flag[reopen] = chosen
-                groups.append(
-                    (
-                        reopen,
-                        [
-                            _row_values(claim_values(items[chosen[key]], now), _CLAIM_COLUMNS)
-                            for key in sorted(chosen)
-                        ],
-                    )
-                )
-        copies = Counter(item.request.key for item in items)
-        won, existing = await self._run(lambda connection: _claim(connection, groups, copies))
-        results: list[ClaimResult | None] = [None] * len(items)
-        for (reopen, _), winners in zip(groups, won, strict=True):
-            chosen = chosen_by_flag[reopen]
-            for payment_id, attempts in winners:
-                results[chosen[payment_id]] = Claimed(attempts=int(attempts))
-        rows = {row[0]: _snapshot_row(row) for row in existing}
-        return [
-            result if result is not None else why_not_claimed(rows.get(item.request.key), item, now)
-            for result, item in zip(results, items, strict=True)
+    async def claim_many(self, batch: ClaimBatch) -> None:
+        stamp = to_text(batch.now)
+        groups = [
+            (group, [(*_texts(row, _CLAIM_TIMESTAMPS), stamp, stamp) for row in group.rows])
+            for group in batch.groups
         ]
+        # Runs on the writer's thread while this coroutine waits: nothing else touches
+        # ``batch`` until it returns.
+        found = await self._run(lambda connection: _claim(connection, batch, groups))
+        batch.found({row[0]: _snapshot_row(row) for row in found})
 
     async def record_many(
-        self, items: Sequence[RecordItem], now: datetime
+        self, outcomes: Sequence[Outcome], now: datetime
     ) -> list[PaymentSnapshot]:
         stamp = to_text(now)
-        attempts = [_row_values(attempt_values(item), ATTEMPT_COLUMNS) for item in items]
+        attempts = [_texts(attempt_values(o), _ATTEMPT_TIMESTAMPS) for o in outcomes]
         updates = [
-            (*outcome_values(item), stamp, item.payment_id)
-            for item in sorted(items, key=lambda item: item.payment_id)
+            (*outcome_values(outcome), stamp, outcome.payment_id)
+            for outcome in sorted(outcomes, key=lambda outcome: outcome.payment_id)
         ]
-        keys = sorted({item.payment_id for item in items})
+        keys = sorted({outcome.payment_id for outcome in outcomes})
         found = await self._run(lambda connection: _record(connection, attempts, updates, keys))
-        rows = {row[0]: row for row in found}
-        missing = [item.payment_id for item in items if item.payment_id not in rows]
-        if missing:
-            raise StoreUnavailable(f"payment {missing[0]} is missing")
-        return [snapshot_of(_snapshot_row(rows[item.payment_id])) for item in items]
+        return in_order(outcomes, {row[0]: _snapshot_row(row) for row in found})
 
 
 def _select_rows(connection: sqlite3.Connection, keys: Sequence[str]) -> list[tuple[Any, ...]]:
@@ -287,20 +247,18 @@ def _select_rows(connection: sqlite3.Connection, keys: Sequence[str]) -> list[tu
 
 
 def _claim(
-    connection: sqlite3.Connection, groups: ClaimGroups, copies: Counter[str]
-) -> tuple[list[list[tuple[str, int]]], list[tuple[Any, ...]]]:
-    """The upserts of each group, then the rows of every key with a copy that did not win
-    (the caller tells each such copy why)."""
-    won: list[list[tuple[str, int]]] = []
-    for reopen, rows in groups:
-        winners: list[tuple[str, int]] = []
+    connection: sqlite3.Connection,
+    batch: ClaimBatch,
+    groups: list[tuple[ClaimGroup, list[tuple[Any, ...]]]],
+) -> list[tuple[Any, ...]]:
+    """The upserts of each group, then the rows of every key with a copy that did not win."""
+    for group, rows in groups:
         for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
             flat = [value for row in chunk for value in row]
-            winners.extend(connection.execute(claim_sql(reopen, len(chunk)), flat).fetchall())
-        won.append(winners)
-    wins = Counter(payment_id for winners in won for payment_id, _ in winners)
-    losers = sorted(key for key, count in copies.items() if count > wins[key])
-    return won, _select_rows(connection, losers)
+            won = connection.execute(claim_sql(group.reopen, len(chunk)), flat)
+            for payment_id, attempts in won:
+                group.won(payment_id, attempts)
+    return _select_rows(connection, batch.losers())
 
 
 def _record(

@@ -6,7 +6,7 @@ import asyncio
 import socket
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from processor.adapters.batching_store import BatchingStore
 from processor.adapters.resilient_store import ResilientStore
-from processor.adapters.sql_store import SqlPaymentStore
+from processor.adapters.sql_store import SqlPaymentStore, batch_writer
+from processor.adapters.store_batches import BatchWriter, ClaimBatch
 from processor.adapters.store_rows import ClaimItem
 from processor.db import create_schema, make_engine
 from processor.ports import (
@@ -27,6 +28,7 @@ from processor.ports import (
     ClaimResult,
     FingerprintConflict,
     HeldElsewhere,
+    Outcome,
     PaymentSnapshot,
     PaymentStore,
     StoreUnavailable,
@@ -134,7 +136,7 @@ async def finish(
     store: PaymentStore, request: PaymentRequest, status: PaymentStatus, **kwargs: Any
 ) -> PaymentSnapshot:
     assert isinstance(await store.claim(request, "w1", LEASE, reopen=False), Claimed)
-    return await store.record(request.key, "w1", attempt(), status, **kwargs)
+    return await store.record(Outcome(request.key, "w1", attempt(), status, **kwargs))
 
 
 # ---- claims and leases -----------------------------------------------------------------------
@@ -190,11 +192,13 @@ async def test_retrying_payment_can_be_claimed_by_any_owner(store: PaymentStore)
     request = make_request()
     await store.claim(request, "w1", LEASE, reopen=False)
     snapshot = await store.record(
-        request.key,
-        "w1",
-        attempt(outcome="transient:server_error"),
-        PaymentStatus.RETRYING,
-        error=BUSY,
+        Outcome(
+            request.key,
+            "w1",
+            attempt(outcome="transient:server_error"),
+            PaymentStatus.RETRYING,
+            error=BUSY,
+        ),
     )
     assert (snapshot.status, snapshot.last_error) == (PaymentStatus.RETRYING, BUSY)
     assert await store.claim(request, "w2", LEASE, reopen=False) == Claimed(attempts=2)
@@ -280,15 +284,19 @@ async def test_record_never_overwrites_a_final_status(store: PaymentStore) -> No
     request = make_request()
     await finish(store, request, PaymentStatus.SUCCEEDED, charge_id="ch_1")
     late = await store.record(
-        request.key, "w2", attempt(2, "transient:timeout"), PaymentStatus.RETRYING, error=BUSY
+        Outcome(
+            request.key, "w2", attempt(2, "transient:timeout"), PaymentStatus.RETRYING, error=BUSY
+        )
     )
     parked = await store.record(
-        request.key,
-        "w2",
-        attempt(3, "rejected"),
-        PaymentStatus.DEAD_LETTERED,
-        error=BUSY,
-        park_reason=ParkReason.GATEWAY_REJECTED,
+        Outcome(
+            request.key,
+            "w2",
+            attempt(3, "rejected"),
+            PaymentStatus.DEAD_LETTERED,
+            error=BUSY,
+            park_reason=ParkReason.GATEWAY_REJECTED,
+        ),
     )
     for snapshot in (late, parked, await stored(store, request.key)):
         assert (snapshot.status, snapshot.gateway_charge_id, snapshot.last_error) == (
@@ -305,15 +313,19 @@ async def test_attempt_rows_are_written_for_every_record(
     request = make_request()
     await store.claim(request, "w1", LEASE, reopen=False)
     await store.record(
-        request.key,
-        "w1",
-        attempt(1, "transient:server_error", http_status=503, error=BUSY),
-        PaymentStatus.RETRYING,
-        error=BUSY,
+        Outcome(
+            request.key,
+            "w1",
+            attempt(1, "transient:server_error", http_status=503, error=BUSY),
+            PaymentStatus.RETRYING,
+            error=BUSY,
+        ),
     )
     await store.claim(request, "w1", LEASE, reopen=False)
     await store.record(
-        request.key, "w1", attempt(2, replay_of="dlq-1"), PaymentStatus.SUCCEEDED, charge_id="c"
+        Outcome(
+            request.key, "w1", attempt(2, replay_of="dlq-1"), PaymentStatus.SUCCEEDED, charge_id="c"
+        )
     )
     table = PaymentAttemptRow.__table__  # type: ignore[attr-defined]
     async with engine.connect() as conn:
@@ -368,7 +380,9 @@ async def test_concurrent_claims_let_exactly_one_owner_through(
     store = SqlPaymentStore(engine, fast_path=fast_path)
     if existing:
         await store.claim(request, "w0", LEASE, reopen=False)
-        await store.record(request.key, "w0", attempt(), PaymentStatus.RETRYING, error=BUSY)
+        await store.record(
+            Outcome(request.key, "w0", attempt(), PaymentStatus.RETRYING, error=BUSY)
+        )
     engines = [make_engine(db_url, pool_size=1) for _ in range(20)]
     try:
         stores = [SqlPaymentStore(e, fast_path=fast_path) for e in engines]
@@ -397,6 +411,51 @@ async def test_concurrent_claims_through_one_batching_store_let_one_owner_throug
     )
     assert sum(isinstance(r, Claimed) for r in results) == 1
     assert all(isinstance(r, Claimed | HeldElsewhere) for r in results)
+
+
+class CountingWriter:
+    """A ``BatchWriter`` that notes the size of each batch of outcomes it passes on."""
+
+    def __init__(self, inner: BatchWriter) -> None:
+        self.inner = inner
+        self.record_batches: list[int] = []
+
+    async def claim_many(self, batch: ClaimBatch) -> None:
+        await self.inner.claim_many(batch)
+
+    async def record_many(
+        self, outcomes: Sequence[Outcome], now: datetime
+    ) -> list[PaymentSnapshot]:
+        self.record_batches.append(len(outcomes))
+        return await self.inner.record_many(outcomes, now)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_outcomes_of_concurrent_payments_share_a_commit(
+    engine: AsyncEngine, fast_path: bool
+) -> None:
+    """Payments in flight together commit their outcomes in one transaction, not one each,
+    and every caller still gets back its own payment as stored."""
+    writer = CountingWriter(batch_writer(engine, fast_path))
+    store = BatchingStore(SqlPaymentStore(engine, writer=writer))
+    requests = [make_request() for _ in range(50)]
+    await asyncio.gather(*(store.claim(r, "w1", LEASE, reopen=False) for r in requests))
+    snapshots = await asyncio.gather(
+        *(
+            store.record(
+                Outcome(r.key, "w1", attempt(), PaymentStatus.SUCCEEDED, charge_id=f"ch_{i}")
+            )
+            for i, r in enumerate(requests)
+        )
+    )
+    assert [(s.payment_id, s.gateway_charge_id) for s in snapshots] == [
+        (r.key, f"ch_{i}") for i, r in enumerate(requests)
+    ]
+    assert sum(writer.record_batches) == 50
+    assert len(writer.record_batches) <= 2
+    await writer.aclose()
 
 
 async def test_concurrent_batches_in_opposite_orders_do_not_deadlock(
@@ -504,9 +563,11 @@ class FlakyStore:
         await self._maybe_fail()
         return Claimed(attempts=1)
 
-    async def record(self, payment_id: str, *args: Any, **kwargs: Any) -> PaymentSnapshot:
+    async def record(self, outcome: Outcome) -> PaymentSnapshot:
         await self._maybe_fail()
-        return PaymentSnapshot(payment_id, PaymentStatus.SUCCEEDED, 1, "ch_1", None, None, T0)
+        return PaymentSnapshot(
+            outcome.payment_id, PaymentStatus.SUCCEEDED, 1, "ch_1", None, None, T0
+        )
 
     async def mark_dead_lettered(
         self, payment_id: str, reason: ParkReason, error: ErrorInfo
@@ -528,7 +589,7 @@ async def test_resilient_store_waits_out_a_short_outage() -> None:
     store = ResilientStore(inner, patience=10.0)
     assert await store.claim(make_request(), "w1", LEASE, reopen=False) == Claimed(attempts=1)
     assert inner.calls == 4
-    snapshot = await store.record("p", "w1", attempt(), PaymentStatus.SUCCEEDED)
+    snapshot = await store.record(Outcome("p", "w1", attempt(), PaymentStatus.SUCCEEDED))
     assert snapshot.gateway_charge_id == "ch_1"
     assert inner.calls == 5
 

@@ -20,11 +20,13 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from processor.adapters.portable_batches import PortableBatches
 from processor.adapters.sql_store import SqlPaymentStore
 from processor.adapters.sqlite_batches import SqliteBatches, from_text, to_text
-from processor.adapters.store_rows import ClaimItem, RecordItem
+from processor.adapters.store_batches import ClaimBatch
+from processor.adapters.store_rows import ClaimItem
 from processor.db import create_schema, make_engine
-from processor.ports import AttemptRecord, Claimed, HeldElsewhere, StoreUnavailable
+from processor.ports import AttemptRecord, Claimed, HeldElsewhere, Outcome, StoreUnavailable
 from schemas.outcome import PaymentStatus
 from schemas.payment import PaymentRequest
 from schemas.tables import PaymentRow
@@ -123,15 +125,16 @@ async def test_a_locked_database_is_unavailable_and_nothing_is_half_written(
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the file
     try:
         with pytest.raises(StoreUnavailable, match="locked"):
-            await batches.claim_many([ClaimItem(request, "w1", LEASE, False)], now)
+            await batches.claim_many(ClaimBatch([ClaimItem(request, "w1", LEASE, False)], now))
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
     assert await SqlPaymentStore(engine, fast_path=False).get(request.key) is None
 
     # Once the other writer is gone the same store works: the claim, then its outcome.
-    (claimed,) = await batches.claim_many([ClaimItem(request, "w1", LEASE, False)], now)
-    assert claimed == Claimed(attempts=1)
+    batch = ClaimBatch([ClaimItem(request, "w1", LEASE, False)], now)
+    await batches.claim_many(batch)
+    assert batch.results() == [Claimed(attempts=1)]
     attempt = AttemptRecord(
         attempt=1,
         started_at=now,
@@ -142,7 +145,7 @@ async def test_a_locked_database_is_unavailable_and_nothing_is_half_written(
         replay_of=None,
     )
     (snapshot,) = await batches.record_many(
-        [RecordItem(request.key, "w1", attempt, PaymentStatus.SUCCEEDED, charge_id="ch_1")], now
+        [Outcome(request.key, "w1", attempt, PaymentStatus.SUCCEEDED, charge_id="ch_1")], now
     )
     assert snapshot.status is PaymentStatus.SUCCEEDED
     assert snapshot.gateway_charge_id == "ch_1"
@@ -163,4 +166,4 @@ def test_an_in_memory_database_keeps_the_portable_path() -> None:
     assert not SqliteBatches.usable(memory)
     with pytest.raises(ValueError, match="database file"):
         SqliteBatches(memory)
-    assert SqlPaymentStore(memory)._fast is None
+    assert isinstance(SqlPaymentStore(memory).writer, PortableBatches)

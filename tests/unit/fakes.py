@@ -18,6 +18,7 @@ from processor.ports import (
     ClaimResult,
     FingerprintConflict,
     HeldElsewhere,
+    Outcome,
     ParkNotice,
     PaymentSnapshot,
 )
@@ -164,27 +165,18 @@ class FakeStore:
         assert row.lease_until is not None
         return HeldElsewhere(max((row.lease_until - now).total_seconds(), 0.0))
 
-    async def record(
-        self,
-        payment_id: str,
-        owner: str,
-        attempt: AttemptRecord,
-        status: PaymentStatus,
-        charge_id: str | None = None,
-        error: ErrorInfo | None = None,
-        park_reason: ParkReason | None = None,
-    ) -> PaymentSnapshot:
-        self.journal.add(f"store.record:{status.value}")
-        self.attempts.append((payment_id, attempt))
-        row = self.rows[payment_id]
+    async def record(self, outcome: Outcome) -> PaymentSnapshot:
+        self.journal.add(f"store.record:{outcome.status.value}")
+        self.attempts.append((outcome.payment_id, outcome.attempt))
+        row = self.rows[outcome.payment_id]
         if not row.status.is_final:  # a final row is the authority
-            row.status = status
+            row.status = outcome.status
             row.updated_at = self.clock.now()
             row.lease_owner = row.lease_until = None
-            row.last_error = error
-            row.dead_letter_reason = park_reason.value if park_reason else None
-            if charge_id is not None:
-                row.gateway_charge_id = charge_id
+            row.last_error = outcome.error
+            row.dead_letter_reason = outcome.park_reason.value if outcome.park_reason else None
+            if outcome.charge_id is not None:
+                row.gateway_charge_id = outcome.charge_id
         return row.snapshot()
 
     async def mark_dead_lettered(
