@@ -97,7 +97,7 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class AttemptOutcome:
     """The outcome of one gateway attempt, as the store commits it: the attempt's history
     row plus the payment's new status and what goes with it (charge id, last error, park
     reason). One value travels through every store layer, so a new field is added here once."""
@@ -118,7 +118,7 @@ class PaymentStore(Protocol):
         """Mark the payment "processing" (committed) before the gateway is called."""
         ...
 
-    async def record(self, outcome: Outcome) -> PaymentSnapshot:
+    async def record(self, outcome: AttemptOutcome) -> PaymentSnapshot:
         """Commit the outcome of one attempt and return the payment as stored.
 
         A payment that is already final keeps its status (the first final outcome is the

@@ -24,13 +24,13 @@ from processor.envelope import Envelope
 from processor.handled import Handled, Outcome
 from processor.ports import (
     AlreadyFinal,
+    AttemptOutcome,
     AttemptRecord,
     Claimed,
     Clock,
     FingerprintConflict,
     Gateway,
     HeldElsewhere,
-    Outcome,
     ParkNotice,
     PaymentSnapshot,
     PaymentStore,
@@ -142,19 +142,21 @@ async def process_payment(
     match decision:
         case Succeed(charge_id=charge_id):
             snapshot = await deps.store.record(
-                Outcome(payment_id, owner, record, PaymentStatus.SUCCEEDED, charge_id=charge_id)
+                AttemptOutcome(
+                    payment_id, owner, record, PaymentStatus.SUCCEEDED, charge_id=charge_id
+                )
             )
             await _announce(deps, envelope, snapshot.result())
             return Handled(Outcome.SUCCEEDED, gateway_called=True, transient=False)
         case Decline(error=error):
             snapshot = await deps.store.record(
-                Outcome(payment_id, owner, record, PaymentStatus.DECLINED, error=error)
+                AttemptOutcome(payment_id, owner, record, PaymentStatus.DECLINED, error=error)
             )
             await _announce(deps, envelope, snapshot.result())
             return Handled(Outcome.DECLINED, gateway_called=True, transient=False)
         case Retry(delay=delay, error=error):
             snapshot = await deps.store.record(
-                Outcome(payment_id, owner, record, PaymentStatus.RETRYING, error=error)
+                AttemptOutcome(payment_id, owner, record, PaymentStatus.RETRYING, error=error)
             )
             if snapshot.status.is_final:
                 # Another delivery of this payment finished first while we were charging.
@@ -177,7 +179,7 @@ async def process_payment(
             return Handled(Outcome.RETRY, delay=delay, gateway_called=True, transient=True)
         case Park(reason=reason, error=error):
             snapshot = await deps.store.record(
-                Outcome(
+                AttemptOutcome(
                     payment_id,
                     owner,
                     record,

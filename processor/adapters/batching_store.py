@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 
 from processor.adapters.store_batches import BatchedStore
 from processor.adapters.store_rows import ClaimItem
-from processor.ports import ClaimResult, Outcome, PaymentSnapshot
+from processor.ports import AttemptOutcome, ClaimResult, PaymentSnapshot
 from schemas.outcome import ErrorInfo, ParkReason
 from schemas.payment import PaymentRequest
 
@@ -63,14 +63,16 @@ class BatchingStore:
     def __init__(self, inner: BatchedStore, max_batch: int = 256) -> None:
         self._inner = inner
         self._claims: Batcher[ClaimItem, ClaimResult] = Batcher(inner.claim_many, max_batch)
-        self._records: Batcher[Outcome, PaymentSnapshot] = Batcher(inner.record_many, max_batch)
+        self._records: Batcher[AttemptOutcome, PaymentSnapshot] = Batcher(
+            inner.record_many, max_batch
+        )
 
     async def claim(
         self, request: PaymentRequest, owner: str, lease_seconds: float, reopen: bool
     ) -> ClaimResult:
         return await self._claims.submit(ClaimItem(request, owner, lease_seconds, reopen))
 
-    async def record(self, outcome: Outcome) -> PaymentSnapshot:
+    async def record(self, outcome: AttemptOutcome) -> PaymentSnapshot:
         return await self._records.submit(outcome)
 
     async def mark_dead_lettered(

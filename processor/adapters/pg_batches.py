@@ -36,7 +36,7 @@ from processor.adapters.store_rows import (
     outcome_assignments,
     outcome_values,
 )
-from processor.ports import Outcome, PaymentSnapshot, StoreUnavailable
+from processor.ports import AttemptOutcome, PaymentSnapshot, StoreUnavailable
 
 _COLUMNS = ", ".join(SNAPSHOT_COLUMNS)
 
@@ -199,7 +199,7 @@ class PgBatches:
                 batch.found({row["payment_id"]: row for row in found})
 
     async def record_many(
-        self, outcomes: Sequence[Outcome], now: datetime
+        self, outcomes: Sequence[AttemptOutcome], now: datetime
     ) -> list[PaymentSnapshot]:
         updates = [(outcome.payment_id, *outcome_values(outcome)) for outcome in outcomes]
         attempts = [attempt_values(outcome) for outcome in outcomes]

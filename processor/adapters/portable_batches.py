@@ -28,7 +28,7 @@ from processor.adapters.store_rows import (
     outcome_values,
 )
 from processor.db import transaction
-from processor.ports import Outcome, PaymentSnapshot, StoreUnavailable
+from processor.ports import AttemptOutcome, PaymentSnapshot, StoreUnavailable
 from schemas.outcome import PaymentStatus
 from schemas.tables import PaymentAttemptRow, PaymentRow
 
@@ -131,7 +131,7 @@ class PortableBatches:
                 batch.found({row.payment_id: row._mapping for row in found.all()})
 
     async def record_many(
-        self, outcomes: Sequence[Outcome], now: datetime
+        self, outcomes: Sequence[AttemptOutcome], now: datetime
     ) -> list[PaymentSnapshot]:
         attempt_rows = [
             dict(zip(_ATTEMPT_NAMES, attempt_values(outcome), strict=True)) for outcome in outcomes

@@ -14,7 +14,13 @@ from typing import TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from processor.ports import ClaimResult, Outcome, PaymentSnapshot, PaymentStore, StoreUnavailable
+from processor.ports import (
+    AttemptOutcome,
+    ClaimResult,
+    PaymentSnapshot,
+    PaymentStore,
+    StoreUnavailable,
+)
 from schemas.outcome import ErrorInfo, ParkReason
 from schemas.payment import PaymentRequest
 
@@ -56,7 +62,7 @@ class ResilientStore:
     ) -> ClaimResult:
         return await self._call(lambda: self._inner.claim(request, owner, lease_seconds, reopen))
 
-    async def record(self, outcome: Outcome) -> PaymentSnapshot:
+    async def record(self, outcome: AttemptOutcome) -> PaymentSnapshot:
         return await self._call(lambda: self._inner.record(outcome))
 
     async def mark_dead_lettered(

@@ -24,7 +24,7 @@ from processor.adapters.sqlite_batches import SqliteBatches
 from processor.adapters.store_batches import BatchWriter, ClaimBatch
 from processor.adapters.store_rows import FINAL, MESSAGE_LIMIT, ClaimItem, snapshot_of
 from processor.db import transaction
-from processor.ports import ClaimResult, Outcome, PaymentSnapshot, StoreUnavailable
+from processor.ports import AttemptOutcome, ClaimResult, PaymentSnapshot, StoreUnavailable
 from schemas.outcome import ErrorInfo, ParkReason, PaymentStatus
 from schemas.payment import PaymentRequest
 from schemas.tables import PaymentRow, utcnow
@@ -69,10 +69,10 @@ class SqlPaymentStore:
         await self.writer.claim_many(batch)
         return batch.results()
 
-    async def record(self, outcome: Outcome) -> PaymentSnapshot:
+    async def record(self, outcome: AttemptOutcome) -> PaymentSnapshot:
         return (await self.record_many([outcome]))[0]
 
-    async def record_many(self, outcomes: Sequence[Outcome]) -> list[PaymentSnapshot]:
+    async def record_many(self, outcomes: Sequence[AttemptOutcome]) -> list[PaymentSnapshot]:
         """Commit a batch of attempt outcomes in one transaction (order of ``outcomes``)."""
         return await self.writer.record_many(outcomes, utcnow())
 

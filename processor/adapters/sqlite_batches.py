@@ -41,7 +41,7 @@ from processor.adapters.store_rows import (
     outcome_assignments,
     outcome_values,
 )
-from processor.ports import Outcome, PaymentSnapshot, StoreUnavailable
+from processor.ports import AttemptOutcome, PaymentSnapshot, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -226,7 +226,7 @@ class SqliteBatches:
         batch.found({row[0]: _snapshot_row(row) for row in found})
 
     async def record_many(
-        self, outcomes: Sequence[Outcome], now: datetime
+        self, outcomes: Sequence[AttemptOutcome], now: datetime
     ) -> list[PaymentSnapshot]:
         stamp = to_text(now)
         attempts = [_texts(attempt_values(o), _ATTEMPT_TIMESTAMPS) for o in outcomes]

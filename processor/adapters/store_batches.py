@@ -18,11 +18,11 @@ from typing import Any, Protocol
 from processor.adapters.store_rows import REOPENABLE, ClaimItem, claim_values, snapshot_of
 from processor.ports import (
     AlreadyFinal,
+    AttemptOutcome,
     Claimed,
     ClaimResult,
     FingerprintConflict,
     HeldElsewhere,
-    Outcome,
     PaymentSnapshot,
     PaymentStore,
     StoreUnavailable,
@@ -39,7 +39,7 @@ class BatchWriter(Protocol):
         ...
 
     async def record_many(
-        self, outcomes: Sequence[Outcome], now: datetime
+        self, outcomes: Sequence[AttemptOutcome], now: datetime
     ) -> list[PaymentSnapshot]:
         """Commit the outcomes; their rows as stored, in the order of ``outcomes``."""
         ...
@@ -54,7 +54,7 @@ class BatchedStore(PaymentStore, Protocol):
 
     async def claim_many(self, items: Sequence[ClaimItem]) -> list[ClaimResult]: ...
 
-    async def record_many(self, outcomes: Sequence[Outcome]) -> list[PaymentSnapshot]: ...
+    async def record_many(self, outcomes: Sequence[AttemptOutcome]) -> list[PaymentSnapshot]: ...
 
 
 CONFLICT = ErrorInfo(
@@ -146,7 +146,7 @@ class ClaimBatch:
 
 
 def in_order(
-    outcomes: Sequence[Outcome], rows: Mapping[str, Mapping[Any, Any]]
+    outcomes: Sequence[AttemptOutcome], rows: Mapping[str, Mapping[Any, Any]]
 ) -> list[PaymentSnapshot]:
     """The stored rows (by payment_id) of ``outcomes`` as snapshots, in their order."""
     missing = [outcome.payment_id for outcome in outcomes if outcome.payment_id not in rows]

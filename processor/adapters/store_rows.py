@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from processor.ports import Outcome, PaymentSnapshot
+from processor.ports import AttemptOutcome, PaymentSnapshot
 from schemas.outcome import FINAL_STATUSES, PaymentStatus
 from schemas.payment import PaymentRequest
 from schemas.tables import last_error_of
@@ -40,11 +40,11 @@ class Column(Generic[T]):
         return self.sql_type == "timestamptz"
 
 
-def _message(outcome: Outcome) -> str | None:
+def _message(outcome: AttemptOutcome) -> str | None:
     return outcome.error.message[:MESSAGE_LIMIT] if outcome.error else None
 
 
-OUTCOME_COLUMNS: tuple[Column[Outcome], ...] = (
+OUTCOME_COLUMNS: tuple[Column[AttemptOutcome], ...] = (
     Column("status", "text", lambda o: o.status.value),
     Column("gateway_charge_id", "text", lambda o: o.charge_id, keep_when_null=True),
     Column("last_error_code", "text", lambda o: o.error.code if o.error else None),
@@ -54,7 +54,7 @@ OUTCOME_COLUMNS: tuple[Column[Outcome], ...] = (
 """What an outcome writes into its ``payments`` row. Every outcome also drops the lease and
 sets ``updated_at``, and leaves a row that is already final untouched."""
 
-ATTEMPT_COLUMNS: tuple[Column[Outcome], ...] = (
+ATTEMPT_COLUMNS: tuple[Column[AttemptOutcome], ...] = (
     Column("payment_id", "text", lambda o: o.payment_id),
     Column("attempt", "int4", lambda o: o.attempt.attempt),
     Column("outcome", "text", lambda o: o.attempt.outcome),
@@ -77,17 +77,17 @@ ATTEMPT_COLUMNS: tuple[Column[Outcome], ...] = (
 """The ``payment_attempts`` row every outcome inserts."""
 
 
-def outcome_values(outcome: Outcome) -> tuple[Any, ...]:
+def outcome_values(outcome: AttemptOutcome) -> tuple[Any, ...]:
     """``OUTCOME_COLUMNS``' values of ``outcome``, in their order."""
     return tuple(column.value(outcome) for column in OUTCOME_COLUMNS)
 
 
-def attempt_values(outcome: Outcome) -> tuple[Any, ...]:
+def attempt_values(outcome: AttemptOutcome) -> tuple[Any, ...]:
     """``ATTEMPT_COLUMNS``' values of ``outcome``, in their order."""
     return tuple(column.value(outcome) for column in ATTEMPT_COLUMNS)
 
 
-def outcome_assignments(value_of: Callable[[Column[Outcome]], str], stored: str = "") -> str:
+def outcome_assignments(value_of: Callable[[Column[AttemptOutcome]], str], stored: str = "") -> str:
     """The ``SET`` list of an outcome's ``UPDATE payments``: each of ``OUTCOME_COLUMNS`` set
     to the SQL expression ``value_of`` gives it (a parameter, a column of a derived table),
     the lease dropped. ``stored`` qualifies the stored value a ``keep_when_null`` column

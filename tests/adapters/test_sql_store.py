@@ -23,12 +23,12 @@ from processor.adapters.store_rows import ClaimItem
 from processor.db import create_schema, make_engine
 from processor.ports import (
     AlreadyFinal,
+    AttemptOutcome,
     AttemptRecord,
     Claimed,
     ClaimResult,
     FingerprintConflict,
     HeldElsewhere,
-    Outcome,
     PaymentSnapshot,
     PaymentStore,
     StoreUnavailable,
@@ -136,7 +136,7 @@ async def finish(
     store: PaymentStore, request: PaymentRequest, status: PaymentStatus, **kwargs: Any
 ) -> PaymentSnapshot:
     assert isinstance(await store.claim(request, "w1", LEASE, reopen=False), Claimed)
-    return await store.record(Outcome(request.key, "w1", attempt(), status, **kwargs))
+    return await store.record(AttemptOutcome(request.key, "w1", attempt(), status, **kwargs))
 
 
 # ---- claims and leases -----------------------------------------------------------------------
@@ -192,7 +192,7 @@ async def test_retrying_payment_can_be_claimed_by_any_owner(store: PaymentStore)
     request = make_request()
     await store.claim(request, "w1", LEASE, reopen=False)
     snapshot = await store.record(
-        Outcome(
+        AttemptOutcome(
             request.key,
             "w1",
             attempt(outcome="transient:server_error"),
@@ -284,12 +284,12 @@ async def test_record_never_overwrites_a_final_status(store: PaymentStore) -> No
     request = make_request()
     await finish(store, request, PaymentStatus.SUCCEEDED, charge_id="ch_1")
     late = await store.record(
-        Outcome(
+        AttemptOutcome(
             request.key, "w2", attempt(2, "transient:timeout"), PaymentStatus.RETRYING, error=BUSY
         )
     )
     parked = await store.record(
-        Outcome(
+        AttemptOutcome(
             request.key,
             "w2",
             attempt(3, "rejected"),
@@ -313,7 +313,7 @@ async def test_attempt_rows_are_written_for_every_record(
     request = make_request()
     await store.claim(request, "w1", LEASE, reopen=False)
     await store.record(
-        Outcome(
+        AttemptOutcome(
             request.key,
             "w1",
             attempt(1, "transient:server_error", http_status=503, error=BUSY),
@@ -323,7 +323,7 @@ async def test_attempt_rows_are_written_for_every_record(
     )
     await store.claim(request, "w1", LEASE, reopen=False)
     await store.record(
-        Outcome(
+        AttemptOutcome(
             request.key, "w1", attempt(2, replay_of="dlq-1"), PaymentStatus.SUCCEEDED, charge_id="c"
         )
     )
@@ -381,7 +381,7 @@ async def test_concurrent_claims_let_exactly_one_owner_through(
     if existing:
         await store.claim(request, "w0", LEASE, reopen=False)
         await store.record(
-            Outcome(request.key, "w0", attempt(), PaymentStatus.RETRYING, error=BUSY)
+            AttemptOutcome(request.key, "w0", attempt(), PaymentStatus.RETRYING, error=BUSY)
         )
     engines = [make_engine(db_url, pool_size=1) for _ in range(20)]
     try:
@@ -424,7 +424,7 @@ class CountingWriter:
         await self.inner.claim_many(batch)
 
     async def record_many(
-        self, outcomes: Sequence[Outcome], now: datetime
+        self, outcomes: Sequence[AttemptOutcome], now: datetime
     ) -> list[PaymentSnapshot]:
         self.record_batches.append(len(outcomes))
         return await self.inner.record_many(outcomes, now)
@@ -445,7 +445,7 @@ async def test_outcomes_of_concurrent_payments_share_a_commit(
     snapshots = await asyncio.gather(
         *(
             store.record(
-                Outcome(r.key, "w1", attempt(), PaymentStatus.SUCCEEDED, charge_id=f"ch_{i}")
+                AttemptOutcome(r.key, "w1", attempt(), PaymentStatus.SUCCEEDED, charge_id=f"ch_{i}")
             )
             for i, r in enumerate(requests)
         )
@@ -563,7 +563,7 @@ class FlakyStore:
         await self._maybe_fail()
         return Claimed(attempts=1)
 
-    async def record(self, outcome: Outcome) -> PaymentSnapshot:
+    async def record(self, outcome: AttemptOutcome) -> PaymentSnapshot:
         await self._maybe_fail()
         return PaymentSnapshot(
             outcome.payment_id, PaymentStatus.SUCCEEDED, 1, "ch_1", None, None, T0
@@ -589,7 +589,7 @@ async def test_resilient_store_waits_out_a_short_outage() -> None:
     store = ResilientStore(inner, patience=10.0)
     assert await store.claim(make_request(), "w1", LEASE, reopen=False) == Claimed(attempts=1)
     assert inner.calls == 4
-    snapshot = await store.record(Outcome("p", "w1", attempt(), PaymentStatus.SUCCEEDED))
+    snapshot = await store.record(AttemptOutcome("p", "w1", attempt(), PaymentStatus.SUCCEEDED))
     assert snapshot.gateway_charge_id == "ch_1"
     assert inner.calls == 5
 

@@ -26,7 +26,7 @@ from processor.adapters.sqlite_batches import SqliteBatches, from_text, to_text
 from processor.adapters.store_batches import ClaimBatch
 from processor.adapters.store_rows import ClaimItem
 from processor.db import create_schema, make_engine
-from processor.ports import AttemptRecord, Claimed, HeldElsewhere, Outcome, StoreUnavailable
+from processor.ports import AttemptOutcome, AttemptRecord, Claimed, HeldElsewhere, StoreUnavailable
 from schemas.outcome import PaymentStatus
 from schemas.payment import PaymentRequest
 from schemas.tables import PaymentRow
@@ -145,7 +145,7 @@ async def test_a_locked_database_is_unavailable_and_nothing_is_half_written(
         replay_of=None,
     )
     (snapshot,) = await batches.record_many(
-        [Outcome(request.key, "w1", attempt, PaymentStatus.SUCCEEDED, charge_id="ch_1")], now
+        [AttemptOutcome(request.key, "w1", attempt, PaymentStatus.SUCCEEDED, charge_id="ch_1")], now
     )
     assert snapshot.status is PaymentStatus.SUCCEEDED
     assert snapshot.gateway_charge_id == "ch_1"

@@ -13,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 from processor.envelope import Envelope
 from processor.ports import (
     AlreadyFinal,
+    AttemptOutcome,
     AttemptRecord,
     Claimed,
     ClaimResult,
     FingerprintConflict,
     HeldElsewhere,
-    Outcome,
     ParkNotice,
     PaymentSnapshot,
 )
@@ -165,7 +165,7 @@ class FakeStore:
         assert row.lease_until is not None
         return HeldElsewhere(max((row.lease_until - now).total_seconds(), 0.0))
 
-    async def record(self, outcome: Outcome) -> PaymentSnapshot:
+    async def record(self, outcome: AttemptOutcome) -> PaymentSnapshot:
         self.journal.add(f"store.record:{outcome.status.value}")
         self.attempts.append((outcome.payment_id, outcome.attempt))
         row = self.rows[outcome.payment_id]
