@@ -178,7 +178,7 @@ def _should_retry(fact: StripeFact) -> bool:
 
 def _rejected(fact: StripeFact) -> GatewayAnswer:
     assert isinstance(fact, StripeFailure)
-    error = _error(fact.code or "invalid_request", _describe(fact))
+    error = _error(fact.code or fact.error_type or "invalid_request", _describe(fact))
     return Rejected(fact.http_status or 400, error)
 
 

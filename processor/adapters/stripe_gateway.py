@@ -229,20 +229,22 @@ def create_params(request: PaymentRequest) -> dict[str, Any]:
 
 def intent_fact(intent: Any) -> StripeIntent:
     """The facts of a PaymentIntent the library returned."""
-    latest = intent.get("latest_charge")
-    if latest is not None and not isinstance(latest, str):
+    data: dict[str, Any] = intent.to_dict()
+    latest = data.get("latest_charge")
+    if isinstance(latest, dict):  # expanded
         latest = latest.get("id")
-    error = intent.get("last_payment_error") or {}
+    raw_error = data.get("last_payment_error")
+    error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
     response = getattr(intent, "last_response", None)
     headers = _lower(response.headers if response is not None else None)
     return StripeIntent(
-        id=str(intent.get("id")),
-        status=str(intent.get("status")),
-        latest_charge=latest if isinstance(latest, str) else None,
-        code=error.get("code"),
-        decline_code=error.get("decline_code"),
-        message=error.get("message"),
-        cancellation_reason=intent.get("cancellation_reason"),
+        id=str(data.get("id")),
+        status=str(data.get("status")),
+        latest_charge=_text(latest),
+        code=_text(error.get("code")),
+        decline_code=_text(error.get("decline_code")),
+        message=_text(error.get("message")),
+        cancellation_reason=_text(data.get("cancellation_reason")),
         replayed=headers.get("idempotent-replayed") == "true",
     )
 
