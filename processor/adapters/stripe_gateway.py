@@ -112,9 +112,7 @@ class StripeGateway:
                 ),
             )
         self._remember(request)
-        fact = await self._create(request, traceparent)
-        if isinstance(fact, StripeIntent) and fact.replayed and fact.status == "processing":
-            fact = await self._current(fact)
+        fact = await self._send(request, traceparent)
         answer = answer_for(fact)
         if not isinstance(answer, Transient):
             self._recent.pop(request.key, None)  # final: no lookup will be needed
@@ -125,8 +123,14 @@ class StripeGateway:
     async def lookup(self, payment_id: str) -> LookupAnswer:
         recent = self._recent.get(payment_id)
         if recent is not None and time.time() - recent[1] < self._ttl:
-            return lookup_answer(await self._create(recent[0], None))
+            return lookup_answer(await self._send(recent[0], None))
         return await self._search(payment_id)
+
+    async def _send(self, request: PaymentRequest, traceparent: str | None) -> StripeFact:
+        fact = await self._create(request, traceparent)
+        if isinstance(fact, StripeIntent) and fact.replayed and fact.status == "processing":
+            fact = await self._current(fact)
+        return fact
 
     async def _create(self, request: PaymentRequest, traceparent: str | None) -> StripeFact:
         options: stripe.RequestOptions = {"idempotency_key": request.key}
@@ -147,7 +151,8 @@ class StripeGateway:
         return intent_fact(intent)
 
     async def _current(self, stored: StripeIntent) -> StripeFact:
-        """A replayed ``processing`` answer is hours old maybe: read the intent as it is now."""
+        """A replayed ``processing`` answer is as old as the first request: read the intent
+        as it is now (it may have settled since)."""
         try:
             async with asyncio.timeout(self._guard):
                 intent = await self._client.v1.payment_intents.retrieve_async(stored.id)
