@@ -557,3 +557,31 @@ def test_stripe_needs_its_key_and_never_shows_it(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PAYPROC_GATEWAY", "payproc")
     monkeypatch.delenv("PAYPROC_STRIPE_API_KEY")
     assert load_settings().gateway == "payproc"
+
+
+async def test_the_factory_builds_the_selected_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
+    from processor import logs
+    from processor.adapters.gateway_factory import (
+        STRIPE_LIVE_RATE_LIMIT,
+        STRIPE_TEST_RATE_LIMIT,
+        build_gateway,
+        default_rate_limit,
+    )
+    from processor.adapters.http_gateway import HttpGateway
+
+    monkeypatch.delenv("PAYPROC_GATEWAY", raising=False)
+    plain = build_gateway(load_settings())
+    assert isinstance(plain, HttpGateway)
+    await plain.aclose()
+    assert default_rate_limit(load_settings()) is None
+
+    settings = load_settings(gateway="stripe", stripe_api_key=KEY, stripe_api_base=BASE)
+    adapter = build_gateway(settings)
+    try:
+        assert isinstance(adapter, StripeGateway)
+        assert logs.scrub(f"key={KEY}") == "key=[REDACTED]"
+    finally:
+        await adapter.aclose()
+    assert default_rate_limit(settings) == STRIPE_TEST_RATE_LIMIT
+    live = load_settings(gateway="stripe", stripe_api_key="sk_live_x")
+    assert default_rate_limit(live) == STRIPE_LIVE_RATE_LIMIT

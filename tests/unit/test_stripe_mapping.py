@@ -6,6 +6,8 @@ row added without a case fails.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from retry.policy import (
@@ -248,3 +250,12 @@ def test_amounts_stripe_would_refuse(amount: int, currency: str, code: str | Non
 
 def test_decimals_of_stripe_currencies() -> None:
     assert [decimals(c) for c in ("JPY", "krw", "EUR", "KWD", "ISK")] == [0, 0, 2, 3, 2]
+
+
+def test_the_readme_documents_every_row_of_the_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    lines = [line for line in readme.splitlines() if line.startswith("| ")]
+    for row in STRIPE_MAPPING:
+        assert any(
+            f"`{row.name}`" in line and row.when in line and row.outcome in line for line in lines
+        ), f"README lacks the mapping row {row.name!r}"
