@@ -240,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run everything end to end and print a summary")
     demo.add_argument("--count", type=int, default=300)
     demo.add_argument("--keep", action="store_true", help="keep the demo namespace afterwards")
+    demo.add_argument(
+        "--gateway",
+        choices=["payproc", "stripe"],
+        default="payproc",
+        help="stripe: the worker speaks Stripe's API to a local Stripe-speaking server",
+    )
     demo.set_defaults(func=cmd_demo)
 
     # The admin API and its CLI live in dlq_admin; the worker itself never imports it.

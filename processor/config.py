@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from processor.errors import ConfigError
@@ -22,6 +29,14 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./payproc.db"
     gateway_url: str = "http://127.0.0.1:8081"
     gateway_timeout: float = Field(default=5.0, gt=0, le=300)
+    gateway: str = Field(default="payproc", pattern=r"^(payproc|stripe)$")
+    """The gateway adapter: ``payproc`` (the SPEC's HTTP contract) or ``stripe`` (Stripe's API)."""
+    stripe_api_key: SecretStr | None = Field(default=None, repr=False, validate_default=True)
+    """Stripe secret key (``sk_test_...`` in test mode); required when ``gateway=stripe``."""
+    stripe_api_base: str = "https://api.stripe.com"
+    """Where the Stripe adapter sends its requests (a local Stripe-speaking server in tests)."""
+    gateway_idempotency_ttl: float = Field(default=86_400.0, gt=0)
+    """Seconds the gateway keeps an idempotency key (Stripe: 24 h)."""
     namespace: str = Field(default="payments", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
     prefetch: int = Field(default=100, ge=1, le=5000)
     retry_delays: Annotated[tuple[float, ...], NoDecode] = (1.0, 5.0, 30.0, 120.0, 600.0)
@@ -67,12 +82,19 @@ class Settings(BaseSettings):
             raise ValueError("must start with amqp:// or amqps://")
         return value
 
-    @field_validator("gateway_url")
+    @field_validator("gateway_url", "stripe_api_base")
     @classmethod
     def _http_scheme(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("stripe_api_key")
+    @classmethod
+    def _stripe_key_when_stripe(cls, value: SecretStr | None, info: ValidationInfo) -> object:
+        if info.data.get("gateway") == "stripe" and not (value and value.get_secret_value()):
+            raise ValueError("required when PAYPROC_GATEWAY=stripe")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -70,11 +70,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+DEMO_STRIPE_KEY = "sk_test_payproc_demo"
+"""A test-mode key for the local Stripe-speaking server; the demo never talks to Stripe."""
+
+
 def run_demo(ns: argparse.Namespace) -> int:
-    return asyncio.run(_demo(ns.count, keep=ns.keep))
+    return asyncio.run(_demo(ns.count, keep=ns.keep, gateway=getattr(ns, "gateway", "payproc")))
 
 
-async def _demo(count: int, *, keep: bool) -> int:
+async def _demo(count: int, *, keep: bool, gateway: str = "payproc") -> int:
     base = load_settings()
     workdir = _fresh_workdir()
     db_path = workdir / "demo.db"
@@ -106,7 +110,10 @@ async def _demo(count: int, *, keep: bool) -> int:
         "PAYPROC_MAX_ATTEMPTS": str(DEMO_MAX_ATTEMPTS),
         "PAYPROC_LOG_LEVEL": "WARNING",
         "PAYPROC_METRICS_BIND": "127.0.0.1:0",
+        "PAYPROC_GATEWAY": gateway,
     }
+    if gateway == "stripe":  # the worker speaks Stripe's API to the local server, never Stripe
+        env |= {"PAYPROC_STRIPE_API_KEY": DEMO_STRIPE_KEY, "PAYPROC_STRIPE_API_BASE": gateway_url}
     logs = open(workdir / "demo-processes.log", "wb")  # noqa: SIM115, ASYNC230 - closed in finally
     gateway_args = [
         "--port",
@@ -126,12 +133,17 @@ async def _demo(count: int, *, keep: bool) -> int:
         "--hang-seconds",
         "3",
     ]
-    processes = [_spawn(["fake-gateway", *gateway_args], env, logs)]
+    if gateway == "stripe":
+        server = [*gateway_args, "--processing-seconds", "1"]
+        processes = [_spawn(server, env, logs, module="processor.fake_stripe")]
+    else:
+        processes = [_spawn(["fake-gateway", *gateway_args], env, logs)]
     try:
         await _wait_http(gateway_url + "/healthz")
         processes.append(_spawn(["worker"], env, logs))
         console.print(
-            f"[bold]payproc demo[/bold]: namespace {names.namespace!r}, fake gateway "
+            f"[bold]payproc demo[/bold]: namespace {names.namespace!r}, "
+            f"{'local Stripe-speaking server' if gateway == 'stripe' else 'fake gateway'} "
             f"{gateway_url} (15% 503, 3% 429, 2% charge-then-timeout, 1% timeout), "
             f"retry ladder {', '.join(f'{d:g}s' for d in DEMO_DELAYS)}"
         )
@@ -194,9 +206,11 @@ def _fresh_workdir() -> Path:
     return workdir
 
 
-def _spawn(args: list[str], env: dict[str, str], logs: Any) -> subprocess.Popen[bytes]:
+def _spawn(
+    args: list[str], env: dict[str, str], logs: Any, module: str = "processor"
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "processor", *args], env=env, stdout=logs, stderr=subprocess.STDOUT
+        [sys.executable, "-m", module, *args], env=env, stdout=logs, stderr=subprocess.STDOUT
     )
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from processor.adapters.amqp_publisher import AmqpPublisher
 from processor.adapters.batching_store import BatchingStore
-from processor.adapters.http_gateway import HttpGateway
+from processor.adapters.gateway_factory import build_gateway
 from processor.adapters.resilient_store import ResilientStore
 from processor.adapters.sql_store import SqlPaymentStore
 from processor.chaos import DieAfterCharge
@@ -81,9 +81,7 @@ class Worker:
         except BaseException:
             await engine.dispose()
             raise
-        gateway = HttpGateway(
-            settings.gateway_url, settings.gateway_timeout, max_connections=settings.prefetch
-        )
+        gateway = build_gateway(settings)
         connection = await aio_pika.connect_robust(
             settings.amqp_url,
             client_properties={"connection_name": f"payproc-worker {settings.namespace}"},

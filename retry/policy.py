@@ -59,6 +59,9 @@ class Declined:
 class Rejected:
     http_status: int
     error: ErrorInfo
+    park_reason: ParkReason = ParkReason.GATEWAY_REJECTED
+    """``INVALID_MESSAGE`` when the message itself is at fault (e.g. the gateway holds its
+    idempotency key for other parameters), not the gateway's judgement of the request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +214,8 @@ class RetryPolicy:
                 return Succeed(charge_id)
             case Declined(error=error):
                 return Decline(error)
-            case Rejected(error=error):
-                return Park(ParkReason.GATEWAY_REJECTED, error)
+            case Rejected(error=error, park_reason=reason):
+                return Park(reason, error)
             case Transient(error=error, retry_after=retry_after):
                 if gateway_down:
                     return Retry(self.delay_for(1, retry_after), attempt, error, spared=True)
