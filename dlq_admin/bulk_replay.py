@@ -128,6 +128,6 @@ class BulkReplay:
                 state.skipped.append(Skipped(id=entry.id, why="claimed_elsewhere"))
         if not mine:
             return
-        replayed, failed = await self.replay.publish_batch(actor, mine)
-        state.failed.extend(failed)
-        state.replayed.extend(replayed)
+        published = await self.replay.publish_batch(actor, mine)
+        state.failed.extend(published.failed)
+        state.replayed.extend(published.replayed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dlq_admin.audit import Actor, AuditLog, Detail, audited
+from dlq_admin.audit import Actor, AuditLog, Detail, audited, entry_target
 from dlq_admin.browse import find_entry
 from dlq_admin.errors import Conflict
 from dlq_admin.ports import DiscardStore
@@ -21,10 +21,6 @@ class Discarded:
     entry: DlqEntrySummary
     changed: bool
     note: str | None
-
-
-def _entry_target(entry_id: str) -> str:
-    return entry_id
 
 
 def _describe(result: Discarded) -> tuple[str, Detail]:
@@ -44,7 +40,7 @@ class Discard:
         self.store = store
         self.audit_log = audit_log
 
-    @audited("dlq.discard", _entry_target, _describe)
+    @audited("dlq.discard", entry_target, _describe)
     async def discard(self, actor: Actor, entry_id: str, note: str | None = None) -> Discarded:
         """Mark one entry ``discarded`` (a no-op if it already is); 409 unless it is parked."""
         entry = await find_entry(self.store, entry_id)

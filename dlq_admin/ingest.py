@@ -12,12 +12,9 @@ from collections.abc import Callable
 from datetime import datetime
 
 from dlq_admin.parse import parse_parked
-from dlq_admin.ports import EntryWriter, RawMessage
+from dlq_admin.ports import EntryWriter, Observe, RawMessage
 
 log = logging.getLogger("payproc.admin")
-
-Observe = Callable[[str, str, float | None], None]
-"""Told ``("ingested", reason, lag_seconds)`` and ``("replay", outcome, None)``."""
 
 
 class Ingest:

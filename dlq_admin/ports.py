@@ -11,7 +11,7 @@ each capability asks for the combination it uses (``BrowseStore``, ``ReplayStore
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -41,6 +41,7 @@ __all__ = [
     "EntryReader",
     "EntryWriter",
     "NewEntry",
+    "Observe",
     "OutgoingRequest",
     "PaymentReader",
     "PublishError",
@@ -279,6 +280,11 @@ class RequestPublisher(Protocol):
         """Many ``(routing_key, body)`` events, pipelined like ``publish_requests``; returns
         the failures (best effort: the caller only reports them)."""
         ...
+
+
+Observe = Callable[[str, str, float | None], None]
+"""Told ``("ingested", reason, lag_seconds)`` and ``("replay", outcome, None)`` (outcome
+``replayed`` or ``failed``); the runtime points it at the Prometheus metrics."""
 
 
 class QueueProbe(Protocol):

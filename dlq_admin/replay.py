@@ -28,15 +28,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from dlq_admin.audit import Actor, AuditLog, Detail, audited
+from dlq_admin.audit import Actor, AuditLog, Detail, audited, entry_target
 from dlq_admin.browse import find_entry
 from dlq_admin.errors import Conflict, PublishError, Unavailable
-from dlq_admin.ingest import Observe
 from dlq_admin.paging import TokenBucket
-from dlq_admin.ports import ReplayStore, RequestPublisher
+from dlq_admin.ports import Observe, ReplayStore, RequestPublisher
 from dlq_admin.replay_rules import check_replayable, payment_refusal, replay_message
 from dlq_admin.rows import ClaimedEntry, Entry
 from dlq_admin.validation import validate_edit
@@ -46,8 +46,13 @@ from schemas.payment import PaymentRequest
 log = logging.getLogger("payproc.admin")
 
 
-def _entry_target(entry_id: str) -> str:
-    return entry_id
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What ``Replay.publish_batch`` settled: the ids now ``replayed`` (in the order given)
+    and the entries the broker did not confirm (back to ``parked``)."""
+
+    replayed: list[str]
+    failed: list[Failed]
 
 
 def _describe(result: ReplayResult) -> tuple[str, Detail]:
@@ -81,7 +86,7 @@ class Replay:
 
     # ---- one entry ---------------------------------------------------------------------
 
-    @audited("dlq.replay", _entry_target, _describe)
+    @audited("dlq.replay", entry_target, _describe)
     async def replay(
         self, actor: Actor, entry_id: str, payload: dict[str, Any] | None = None
     ) -> ReplayResult:
@@ -94,7 +99,7 @@ class Replay:
         payment_id = edited.key if edited is not None else entry.payment_id
         if payment_id:
             payment = await self.store.payment(payment_id)
-            refusal = payment_refusal(payment.status) if payment is not None else None
+            refusal = payment_refusal(payment.status if payment is not None else None)
             if payment is not None and refusal is not None:
                 raise Conflict(
                     f"payment {payment_id} already {payment.status}: a final payment is "
@@ -165,14 +170,12 @@ class Replay:
 
     # ---- many claimed entries ----------------------------------------------------------
 
-    async def publish_batch(
-        self, actor: Actor, entries: Sequence[ClaimedEntry]
-    ) -> tuple[list[str], list[Failed]]:
+    async def publish_batch(self, actor: Actor, entries: Sequence[ClaimedEntry]) -> Published:
         """Publish claimed entries paced by the token bucket, all their confirms in flight,
         then settle them in one transaction: ``replayed`` exactly for the confirmed
-        publishes, back to ``parked`` for the refused ones. Returns the replayed ids (in
-        ``entries`` order) and the failures. Cancelled mid-batch, the entries stay claimed
-        (``replaying``): which publishes went out is unknown."""
+        publishes, back to ``parked`` for the refused ones. Cancelled mid-batch, the entries
+        stay claimed (``replaying``): which publishes went out is unknown. An unexpected
+        error of a publish leaves its entries claimed and is raised after the rest settled."""
         messages = [replay_message(entry) for entry in entries]
         batches: list[tuple[int, asyncio.Task[list[PublishError | None]]]] = []
         sent = 0
@@ -229,7 +232,7 @@ class Replay:
         await self._announce(actor, replayed, when)
         if unknown is not None:
             raise unknown
-        return replayed_ids, failed
+        return Published(replayed_ids, failed)
 
     async def _announce(self, actor: Actor, entries: list[ClaimedEntry], when: datetime) -> None:
         """``payment.replayed`` for each replayed entry, pipelined; events are optional to

@@ -33,7 +33,14 @@ from dlq_admin.discard import Discard
 from dlq_admin.errors import AdminError
 from dlq_admin.ingest import Ingest
 from dlq_admin.paging import TokenBucket
-from dlq_admin.ports import DlqStore, EntryFilters, QueueProbe, RawMessage, RequestPublisher
+from dlq_admin.ports import (
+    DlqStore,
+    EntryFilters,
+    Observe,
+    QueueProbe,
+    RawMessage,
+    RequestPublisher,
+)
 from dlq_admin.replay import Replay
 from dlq_admin.validation import validate_edit
 from schemas.dlq import (
@@ -81,9 +88,9 @@ class DlqAdmin:
         self.probe = probe
         self.authenticator = authenticator
         self.queue_name = queue_name
-        self.observe: Callable[[str, str, float | None], None] = _ignore
-        """Told ``("ingested", reason, lag_seconds)`` and ``("replay", outcome, None)``;
-        the runtime points it at the Prometheus metrics."""
+        self.observe: Observe = _ignore
+        """Where the capabilities report what they ingested and replayed; the runtime
+        points it at the Prometheus metrics (``AdminMetrics``)."""
         self.audit_log = AuditLog(store)
         self.access = Access(authenticator, self.audit_log)
         self.ingestor = Ingest(store, clock, self._notify)
