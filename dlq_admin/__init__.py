@@ -1,7 +1,13 @@
 """The DLQ admin: ingest parked messages from ``N.dlq`` into the database, browse, group,
 replay and discard them.
 
-``service`` holds the use cases as plain code over the ports of ``ports`` (no web imports);
-``store`` and ``amqp`` are the adapters; ``web`` is the thin FastAPI layer; ``runtime`` is the
-composition root of ``payproc admin``; ``cli`` adds ``payproc admin`` and ``payproc dlq``.
+One module per capability, plain code over the typed ports of ``ports`` (no web, database or
+AMQP imports): ``ingest``, ``browse``, ``replay`` (one entry, and the publish-and-settle of
+claimed entries every replay goes through), ``bulk_replay``, ``discard``; ``audit`` is
+cross-cutting (the ``@audited`` decorator) and ``access`` audits refused calls;
+``validation``, ``selection`` and ``replay_rules`` hold the rules they share. The store
+returns the typed rows of ``rows``; ``errors`` is the error tree (root ``DlqAdminError``).
+``service.DlqAdmin`` wires the capabilities together. ``store`` (SQLAlchemy) and ``amqp``
+(aio-pika) are the adapters; ``web`` is the thin FastAPI layer; ``runtime`` is the composition
+root of ``payproc admin``; ``cli`` adds ``payproc admin`` and ``payproc dlq``.
 """

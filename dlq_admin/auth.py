@@ -14,16 +14,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dlq_admin.errors import Forbidden, Unauthenticated
+from dlq_admin.errors import Forbidden, TokenConfigError, Unauthenticated
 from schemas.dlq import Role
 
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _RANK = {Role.VIEWER: 0, Role.OPERATOR: 1}
 DEFAULT_TOKEN_NAME = "admin"  # noqa: S105 - a name for the audit log, not a secret
-
-
-class TokenConfigError(ValueError):
-    """The token settings are missing or malformed; the message never contains a token."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,21 @@
-"""The errors the DLQ admin service raises; the web layer maps each to one HTTP status.
+"""Every error ``dlq_admin`` raises on purpose has one root, ``DlqAdminError``.
 
-AdminError
-├── Unauthenticated   no or unknown bearer token            -> 401
-├── Forbidden         a viewer token on a mutating call     -> 403
-├── NotFound          unknown entry or payment id           -> 404
-├── Conflict          the entry or payment is not replayable -> 409
-├── InvalidInput      bad filter, cursor or edited payload  -> 422
-└── Unavailable       database or broker unreachable        -> 503
+DlqAdminError
+├── AdminError            a refused call: a stable ``code`` and the HTTP status the web layer
+│   │                     answers with (the FastAPI handler maps each to one status)
+│   ├── Unauthenticated   no or unknown bearer token                 -> 401
+│   ├── Forbidden         a viewer token on a mutating call          -> 403
+│   ├── NotFound          unknown entry or payment id                -> 404
+│   ├── Conflict          the entry or payment is not replayable     -> 409
+│   ├── InvalidInput      bad filter, cursor or edited payload       -> 422
+│   └── Unavailable       database or broker unreachable             -> 503
+├── TokenConfigError      the admin token settings are missing or malformed (also a
+│                         ``ValueError``); start-up turns it into a one-line refusal
+└── CliError              ``payproc dlq``: the API refused or failed (exit 1) or bad usage (2)
+
+A publish the broker did not confirm is ``retry.errors.PublishNotConfirmed`` (shared with the
+worker); the replay capability turns it into ``Unavailable`` or a ``failed`` entry of a bulk
+replay.
 """
 
 from __future__ import annotations
@@ -23,8 +32,12 @@ class FieldProblem:
     type: str = "value_error"
 
 
-class AdminError(Exception):
-    """Base class: ``code`` is a stable machine-readable string, the message is for humans."""
+class DlqAdminError(Exception):
+    """The root: catch this to catch every error the DLQ admin raises on purpose."""
+
+
+class AdminError(DlqAdminError):
+    """A refused call: ``code`` is a stable machine-readable string, the message is for humans."""
 
     code = "error"
     http_status = 500
@@ -86,3 +99,15 @@ class Unavailable(AdminError):
 
     code = "unavailable"
     http_status = 503
+
+
+class TokenConfigError(DlqAdminError, ValueError):
+    """The token settings are missing or malformed; the message never contains a token."""
+
+
+class CliError(DlqAdminError):
+    """``payproc dlq`` failed: ``code`` is the exit status (1 the API refused, 2 bad usage)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code

@@ -1,23 +1,56 @@
-"""What the DLQ admin service needs from the outside world, as small typed ports.
+"""What the DLQ admin capabilities need from the outside world, as small typed ports.
 
-Adapters: ``dlq_admin.store.SqlDlqStore`` (SQLAlchemy), ``dlq_admin.amqp`` (aio-pika).
-Nothing in here imports a web framework, a database driver or an AMQP client.
+The store port is split by capability (``EntryWriter`` for ingest, ``EntryReader`` and
+``PaymentReader`` for browsing, ``ReplayClaims`` for replay, ``DiscardWriter``, ``AuditStore``);
+each capability asks for the combination it uses (``BrowseStore``, ``ReplayStore``,
+``DiscardStore``) and ``DlqStore`` is all of them. Reads return the typed rows of
+``dlq_admin.rows``. Adapters: ``dlq_admin.store.SqlDlqStore`` (SQLAlchemy), ``dlq_admin.amqp``
+(aio-pika). Nothing in here imports a web framework, a database driver or an AMQP client.
+A publish the broker did not confirm is ``retry.errors.PublishNotConfirmed``, the error of the
+confirmed-publish helper the worker and the admin share.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from dlq_admin.rows import (
+    AttemptRecord,
+    AuditRow,
+    ClaimedEntry,
+    Entry,
+    EntryGroup,
+    FullEntry,
+    PaymentRecord,
+    StatusCount,
+)
 from retry.errors import PublishNotConfirmed
 from schemas.dlq import EntryStatus
 from schemas.outcome import ParkReason
 
-PublishError = PublishNotConfirmed
-"""Alias of ``retry.errors.PublishNotConfirmed`` for modules not yet moved to that name
-(``PublishError`` is also the name of an aio-pika exception)."""
+__all__ = [
+    "AuditRecord",
+    "AuditStore",
+    "BrowseStore",
+    "DiscardStore",
+    "DiscardWriter",
+    "DlqStore",
+    "EntryFilters",
+    "EntryReader",
+    "EntryWriter",
+    "NewEntry",
+    "Observe",
+    "OutgoingRequest",
+    "PaymentReader",
+    "QueueProbe",
+    "RawMessage",
+    "ReplayClaims",
+    "ReplayStore",
+    "RequestPublisher",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,18 +116,22 @@ class AuditRecord:
     client: str | None = None
 
 
-Row = Mapping[Any, Any]
-"""A database row as a mapping of column name to value."""
+class EntryWriter(Protocol):
+    """Ingest: store parked messages."""
 
-
-class DlqStore(Protocol):
     async def insert_entry(self, entry: NewEntry) -> bool:
         """Insert unless ``dedup_key`` exists; True if inserted. Committed on return."""
         ...
 
-    async def get_entry(self, entry_id: str) -> Row | None: ...
 
-    async def get_entries(self, entry_ids: Sequence[str]) -> dict[str, Row]: ...
+class EntryReader(Protocol):
+    """Browse and select: read entries, their chains, counts and groups."""
+
+    async def get_entry(self, entry_id: str) -> FullEntry | None: ...
+
+    async def get_entries(self, entry_ids: Sequence[str]) -> dict[str, Entry]:
+        """The entries of these ids that exist, by id."""
+        ...
 
     async def list_entries(
         self,
@@ -103,23 +140,27 @@ class DlqStore(Protocol):
         before: tuple[datetime, str] | None,
         *,
         oldest_first: bool = False,
-    ) -> list[Row]:
+    ) -> list[Entry]:
         """Entries matching ``filters``, newest first (or oldest first), after the cursor."""
         ...
 
-    async def chain(self, entry_id: str) -> list[Row]:
+    async def chain(self, entry_id: str) -> list[Entry]:
         """Every entry linked to ``entry_id`` through ``replay_of``, oldest first."""
         ...
 
-    async def counts(self) -> list[tuple[str, str, int]]:
-        """``(reason, status, count)`` for every combination present."""
+    async def counts(self) -> list[StatusCount]:
+        """One count for every ``(reason, status)`` combination present."""
         ...
 
     async def oldest_parked(self) -> datetime | None: ...
 
     async def groups(
         self, status: EntryStatus, reason: ParkReason | None, limit: int
-    ) -> list[Row]: ...
+    ) -> list[EntryGroup]: ...
+
+
+class ReplayClaims(Protocol):
+    """Replay: claim entries, then settle them after the broker answered."""
 
     async def claim_for_replay(self, entry_id: str, stale_before: datetime) -> bool:
         """Atomically ``parked -> replaying`` (or take over a ``replaying`` claim last touched
@@ -128,10 +169,10 @@ class DlqStore(Protocol):
 
     async def claim_many_for_replay(
         self, entry_ids: Sequence[str], stale_before: datetime
-    ) -> dict[str, Row]:
+    ) -> dict[str, ClaimedEntry]:
         """``claim_for_replay`` for many entries in one transaction. Returns the entries this
-        call claimed (``id``, ``payment_id``, ``message_id``, ``body``, ``headers``) by id;
-        an id missing from the answer was not claimable (claimed elsewhere or changed)."""
+        call claimed, by id; an id missing from the answer was not claimable (claimed
+        elsewhere or changed)."""
         ...
 
     async def finish_many_replays(
@@ -142,7 +183,7 @@ class DlqStore(Protocol):
         written as ``replayed_at``."""
         ...
 
-    async def finish_replay(self, entry_id: str, actor: str, replayed_body: str | None) -> Row:
+    async def finish_replay(self, entry_id: str, actor: str, replayed_body: str | None) -> Entry:
         """``replaying -> replayed`` after the broker confirmed the publish."""
         ...
 
@@ -150,15 +191,29 @@ class DlqStore(Protocol):
         """``replaying -> parked`` after a failed publish."""
         ...
 
+
+class DiscardWriter(Protocol):
+    """Discard: mark entries discarded (rows are never deleted)."""
+
     async def discard(self, entry_id: str, actor: str) -> bool:
         """Atomically ``parked -> discarded``; True if this call changed it."""
         ...
 
-    async def payment(self, payment_id: str) -> Row | None: ...
 
-    async def payment_statuses(self, payment_ids: Sequence[str]) -> dict[str, str]: ...
+class PaymentReader(Protocol):
+    """The worker's tables, read-only: a payment, its status and its gateway attempts."""
 
-    async def attempts(self, payment_id: str) -> list[Row]: ...
+    async def payment(self, payment_id: str) -> PaymentRecord | None: ...
+
+    async def payment_statuses(self, payment_ids: Sequence[str]) -> dict[str, str]:
+        """The status of each of these payments that exists, by payment id."""
+        ...
+
+    async def attempts(self, payment_id: str) -> list[AttemptRecord]: ...
+
+
+class AuditStore(Protocol):
+    """The audit log: append a row, page through rows newest first."""
 
     async def add_audit(self, record: AuditRecord) -> None: ...
 
@@ -169,7 +224,25 @@ class DlqStore(Protocol):
         actor: str | None,
         action: str | None,
         outcome: str | None,
-    ) -> list[Row]: ...
+    ) -> list[AuditRow]: ...
+
+
+class BrowseStore(EntryReader, PaymentReader, Protocol):
+    """Entries and the payments they belong to, read-only (browse; the replay selection)."""
+
+
+class ReplayStore(EntryReader, PaymentReader, ReplayClaims, Protocol):
+    """What replaying needs: read and select entries, check payments, claim and settle."""
+
+
+class DiscardStore(EntryReader, DiscardWriter, Protocol):
+    """What discarding needs: read and select entries, then discard them."""
+
+
+class DlqStore(
+    EntryWriter, EntryReader, ReplayClaims, DiscardWriter, PaymentReader, AuditStore, Protocol
+):
+    """The whole store port, one adapter for every capability (``SqlDlqStore``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +281,11 @@ class RequestPublisher(Protocol):
         """Many ``(routing_key, body)`` events, pipelined like ``publish_requests``; returns
         the failures (best effort: the caller only reports them)."""
         ...
+
+
+Observe = Callable[[str, str, float | None], None]
+"""Told ``("ingested", reason, lag_seconds)`` and ``("replay", outcome, None)`` (outcome
+``replayed`` or ``failed``); the runtime points it at the Prometheus metrics."""
 
 
 class QueueProbe(Protocol):

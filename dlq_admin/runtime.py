@@ -24,7 +24,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dlq_admin.amqp import AmqpQueueProbe, AmqpReplayPublisher, DlqConsumer, declare_dlq_topology
-from dlq_admin.auth import Authenticator, ConfiguredToken, TokenConfigError, configured_tokens
+from dlq_admin.auth import Authenticator, ConfiguredToken, configured_tokens
+from dlq_admin.errors import TokenConfigError
 from dlq_admin.metrics import AdminMetrics
 from dlq_admin.service import DlqAdmin
 from dlq_admin.store import SqlDlqStore

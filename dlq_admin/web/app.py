@@ -15,9 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dlq_admin.audit import Actor
 from dlq_admin.errors import AdminError, InvalidInput, Unauthenticated
 from dlq_admin.parse import clean
-from dlq_admin.service import Actor, DlqAdmin
+from dlq_admin.service import DlqAdmin
 from dlq_admin.web.deps import action_of, client_of, target_of
 from dlq_admin.web.routes import dlq, health, other
 from schemas.dlq import ErrorResponse, FieldError

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from dlq_admin.audit import Actor
 from dlq_admin.auth import Principal
-from dlq_admin.service import Actor, DlqAdmin
+from dlq_admin.service import DlqAdmin
 from schemas.dlq import Role
 
 bearer = HTTPBearer(

@@ -253,7 +253,7 @@ async def test_a_broker_refusing_part_of_a_chunk_leaves_exactly_the_refused_entr
     the 120 confirmed are replayed, the 180 refused are reported failed, stay parked and go
     out with the next replay."""
     admin = await start_admin(admin_replay_rate=100_000)
-    assert admin.service._chunk_size() >= 300  # one chunk: the failure is mid-chunk
+    assert admin.service.bulk_replayer.chunk_size() >= 300  # one chunk: the failure is mid-chunk
     bodies = await park_many(admin.connection, admin.names, 300)
     await admin.wait_handled(300, timeout=60)
     entries = await _entries_by_payment(admin)
@@ -289,8 +289,8 @@ async def test_chunk_boundaries_keep_the_limit_the_order_and_the_skips(
 ) -> None:
     """Chunks of 4: a limit that ends inside a page, a final payment and a discarded entry
     in between; the oldest eligible entries go, in order, and nothing past the limit."""
-    admin.service.bulk_chunk = 4
-    assert admin.service._chunk_size() == 4
+    admin.service.bulk_replayer.chunk = 4
+    assert admin.service.bulk_replayer.chunk_size() == 4
     bodies = await park_many(admin.connection, admin.names, 11)
     await admin.wait_handled(11)
     entries = await _entries_by_payment(admin)
@@ -321,7 +321,7 @@ async def test_ids_filling_whole_chunks_with_duplicates_and_unknown_ids(
     admin: Admin, connection: AbstractRobustConnection
 ) -> None:
     """An id list of exactly two chunks (one id twice, one unknown): each entry goes once."""
-    admin.service.bulk_chunk = 3
+    admin.service.bulk_replayer.chunk = 3
     bodies = await park_many(admin.connection, admin.names, 5)
     await admin.wait_handled(5)
     entries = await _entries_by_payment(admin)
@@ -340,7 +340,7 @@ async def test_concurrent_bulk_and_single_replays_publish_each_entry_once(
     """Two bulk replays of the same 200 entries (chunks of 50) and single replays of some of
     them, all at once: every entry is published exactly once."""
     admin = await start_admin(admin_replay_rate=100_000)
-    admin.service.bulk_chunk = 50
+    admin.service.bulk_replayer.chunk = 50
     bodies = await park_many(admin.connection, admin.names, 200)
     await admin.wait_handled(200, timeout=60)
     entries = await _entries_by_payment(admin)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dlq_admin.auth import Authenticator, TokenConfigError, bearer_token, configured_tokens
-from dlq_admin.errors import Forbidden, InvalidInput, Unauthenticated
+from dlq_admin.auth import Authenticator, bearer_token, configured_tokens
+from dlq_admin.errors import Forbidden, InvalidInput, TokenConfigError, Unauthenticated
 from dlq_admin.paging import (
     TokenBucket,
     decode_entry_cursor,
@@ -18,7 +18,7 @@ from dlq_admin.paging import (
 )
 from dlq_admin.parse import parse_parked
 from dlq_admin.ports import RawMessage
-from dlq_admin.service import validate_edit
+from dlq_admin.validation import validate_edit
 from schemas import headers as h
 from schemas.dlq import Role
 from schemas.outcome import ParkReason

@@ -1,0 +1,126 @@
+"""Which entries a bulk call acts on: a ``BulkSelection`` (ids, reason or group) turned into
+batches of entries, each one not taken reported in ``skipped`` with why.
+
+Entries selected by reason or group are parked ones, oldest first, read a page at a time
+(keyset); entries selected by id are looked up a page at a time and may be missing or in any
+status. For replay, an entry whose payment is already final is skipped too (one
+``payment_statuses`` query per page).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from dlq_admin.ports import BrowseStore, EntryFilters, EntryReader
+from dlq_admin.replay_rules import payment_refusal
+from dlq_admin.rows import Entry
+from schemas.dlq import BulkSelection, EntryStatus, Failed, Skipped
+
+PAGE = 200
+"""Candidates read (and payment statuses checked) per query."""
+
+
+@dataclass
+class BulkState:
+    """What a bulk call did so far."""
+
+    replayed: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)
+
+
+def selection_target(selection: BulkSelection) -> str:
+    """The audit target of a bulk call: its ids (the first 20), reason or group."""
+    if selection.ids is not None:
+        shown = ",".join(selection.ids[:20])
+        more = f" (+{len(selection.ids) - 20})" if len(selection.ids) > 20 else ""
+        return f"ids:{shown}{more}"
+    if selection.reason is not None:
+        return f"reason:{selection.reason.value}"
+    return f"group:{selection.group}"
+
+
+async def candidates(
+    store: EntryReader, selection: BulkSelection, page: int = PAGE
+) -> AsyncIterator[tuple[str, Entry | None]]:
+    """``(id, entry)`` pairs to consider, oldest first; ``entry`` None for unknown ids."""
+    if selection.ids is not None:
+        ids = list(dict.fromkeys(selection.ids))
+        for start in range(0, len(ids), page):
+            chunk = ids[start : start + page]
+            found = await store.get_entries([i for i in chunk if "\x00" not in i])
+            for entry_id in chunk:
+                yield entry_id, found.get(entry_id)
+        return
+    filters = EntryFilters(
+        status=EntryStatus.PARKED, reason=selection.reason, fingerprint=selection.group
+    )
+    after: tuple[datetime, str] | None = None
+    while True:
+        entries = await store.list_entries(filters, page, after, oldest_first=True)
+        for entry in entries:
+            yield entry.id, entry
+        if len(entries) < page:
+            return
+        after = (entries[-1].dead_lettered_at, entries[-1].id)
+
+
+def _parked(entry_id: str, entry: Entry | None, state: BulkState) -> Entry | None:
+    """``entry`` if it exists and is parked; else None with the reason in ``skipped``."""
+    if entry is None:
+        state.skipped.append(Skipped(id=entry_id, why="not_found"))
+        return None
+    if entry.status is not EntryStatus.PARKED:
+        state.skipped.append(Skipped(id=entry_id, why=f"status_{entry.status.value}"))
+        return None
+    return entry
+
+
+async def replayable_batches(
+    store: BrowseStore, selection: BulkSelection, state: BulkState, page: int = PAGE
+) -> AsyncIterator[list[Entry]]:
+    """Batches of parked entries whose payment is not final; the rest goes to ``skipped``.
+    One ``payment_statuses`` query per batch of ``page`` candidates."""
+    batch: list[tuple[str, Entry | None]] = []
+
+    async def flush() -> list[Entry]:
+        found = [entry for _, entry in batch if entry is not None]
+        payment_ids = [e.payment_id for e in found if e.payment_id]
+        statuses = await store.payment_statuses(payment_ids) if payment_ids else {}
+        ready: list[Entry] = []
+        for entry_id, maybe in batch:
+            entry = _parked(entry_id, maybe, state)
+            if entry is None:
+                continue
+            refusal = payment_refusal(statuses.get(entry.payment_id)) if entry.payment_id else None
+            if refusal is not None:
+                state.skipped.append(Skipped(id=entry_id, why=refusal))
+            else:
+                ready.append(entry)
+        batch.clear()
+        return ready
+
+    async for pair in candidates(store, selection, page):
+        batch.append(pair)
+        if len(batch) >= page:
+            yield await flush()
+    if batch:
+        yield await flush()
+
+
+async def parked_batches(
+    store: EntryReader, selection: BulkSelection, state: BulkState
+) -> AsyncIterator[list[Entry]]:
+    """Like ``replayable_batches`` but a final payment does not protect an entry (discard)."""
+    batch: list[Entry] = []
+    async for entry_id, maybe in candidates(store, selection):
+        entry = _parked(entry_id, maybe, state)
+        if entry is not None:
+            batch.append(entry)
+        if len(batch) >= PAGE:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
