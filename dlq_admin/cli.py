@@ -40,18 +40,9 @@ class CliError(Exception):
 
 def cmd_admin(ns: argparse.Namespace) -> int:
     from dlq_admin.runtime import admin_tokens, parse_bind, serve
-    from processor.config import load_settings
-    from processor.logs import register_secret, setup_logging
+    from processor.cli_common import settings_from_args
 
-    overrides: dict[str, object] = {}
-    for name in ("amqp_url", "database_url", "namespace"):
-        value = getattr(ns, name, None)
-        if value is not None:
-            overrides[name] = value
-    settings = load_settings(**overrides)
-    register_secret(settings.admin_token)
-    register_secret(settings.admin_tokens)
-    setup_logging(settings.log_format, settings.log_level)
+    settings = settings_from_args(ns)
     admin_tokens(settings)  # refuse to start without a token, before anything else
     parse_bind(ns.bind or settings.admin_bind)
 

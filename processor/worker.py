@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aio_pika
@@ -22,7 +23,6 @@ from processor.adapters.batching_store import BatchingStore
 from processor.adapters.http_gateway import HttpGateway
 from processor.adapters.resilient_store import ResilientStore
 from processor.adapters.sql_store import SqlPaymentStore
-from processor.chaos import DieAfterCharge
 from processor.circuit import CircuitBreaker, CircuitState, WatchedGateway
 from processor.clock import SystemClock
 from processor.config import Settings
@@ -31,6 +31,7 @@ from processor.db import is_sqlite, make_engine
 from processor.metrics import MeteredGateway, WorkerMetrics, probe_app, serve_probes
 from processor.migrate import ensure_current
 from processor.ports import Gateway
+from processor.startup import reach_broker, reach_database, report_gateway
 from processor.use_cases import Deps, Handled
 from retry.amqp_publisher import AmqpPublisher
 from retry.names import Names
@@ -42,6 +43,9 @@ log = logging.getLogger("payproc.worker")
 @dataclass
 class WorkerOptions:
     grace_seconds: float = 25.0
+    wrap_gateway: Callable[[Gateway], Gateway] | None = None
+    """Wraps the gateway adapter before the metrics and circuit-breaker wrappers do, so what
+    it injects is seen as the worker sees a real gateway (the fault-injection tests use it)."""
 
 
 class Worker:
@@ -76,6 +80,7 @@ class Worker:
         engine = make_engine(settings.database_url)
         self._engine = engine
         try:
+            await reach_database(engine, settings.database_url, settings.startup_timeout)
             await ensure_current(engine, auto_upgrade=is_sqlite(settings.database_url))
         except BaseException:
             await engine.dispose()
@@ -83,11 +88,16 @@ class Worker:
         gateway = HttpGateway(
             settings.gateway_url, settings.gateway_timeout, max_connections=settings.prefetch
         )
-        connection = await aio_pika.connect_robust(
-            settings.amqp_url,
-            client_properties={"connection_name": f"payproc-worker {settings.namespace}"},
-            reconnect_interval=1.0,
-        )
+        try:
+            connection = await reach_broker(
+                settings.amqp_url,
+                settings.startup_timeout,
+                connection_name=f"payproc-worker {settings.namespace}",
+            )
+        except BaseException:
+            await gateway.aclose()
+            await engine.dispose()
+            raise
         self._connection = connection
         publisher = AmqpPublisher(connection, self.names)
         sql_store: SqlPaymentStore | None = None
@@ -96,11 +106,11 @@ class Worker:
                 connection, self.names, settings.retry_delays, settings.delivery_limit
             )
             await publisher.open()
+            wrap = self.options.wrap_gateway
             charger: Gateway = WatchedGateway(
-                MeteredGateway(gateway, self.metrics), self._on_gateway_answer
+                MeteredGateway(wrap(gateway) if wrap else gateway, self.metrics),
+                self._on_gateway_answer,
             )
-            if settings.chaos_kill_after_charge > 0:
-                charger = DieAfterCharge(gateway, settings.chaos_kill_after_charge)
             sql_store = SqlPaymentStore(engine)
             deps = Deps(
                 gateway=charger,
@@ -124,6 +134,7 @@ class Worker:
                 self._probes = await serve_probes(
                     probe_app(self.metrics.render, self._readiness), settings.metrics_bind
                 )
+            await report_gateway(settings.gateway_url)
             self.ready.set()
             log.info(
                 "worker consuming",

@@ -28,18 +28,10 @@ def cmd_grpc(ns: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from processor.config import load_settings
+    from processor.cli_common import run, settings_from_args
     from processor.grpc_api.service import ServiceOptions, serve
-    from processor.logs import register_secret, setup_logging
 
-    overrides: dict[str, object] = {}
-    for name in ("amqp_url", "database_url", "namespace"):
-        value = getattr(ns, name, None)
-        if value is not None:
-            overrides[name] = value
-    settings = load_settings(**overrides)
-    register_secret(settings.admin_token)
-    setup_logging(settings.log_format, settings.log_level)
+    settings = settings_from_args(ns)
     if not ns.default_timeout > 0:
         raise SystemExit("payproc grpc: --default-timeout must be positive seconds")
 
@@ -61,11 +53,7 @@ def cmd_grpc(ns: argparse.Namespace) -> int:
             print(f"payproc grpc: {exc}", file=sys.stderr)
             return 1
 
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
-        return asyncio.run(main())
-    return int(uvloop.run(main()))
+    return run(main())
 
 
 def register(subparsers: Any) -> None:
@@ -76,6 +64,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--amqp-url", dest="amqp_url", help="default: $PAYPROC_AMQP_URL")
     p.add_argument("--namespace", help="default: $PAYPROC_NAMESPACE or 'payments'")
     p.add_argument("--database-url", dest="database_url", help="for GetPayment")
+    p.add_argument(
+        "--wait",
+        dest="startup_timeout",
+        type=float,
+        metavar="SECONDS",
+        help="wait this long for a broker or database that does not answer yet "
+        "(default: $PAYPROC_STARTUP_TIMEOUT or 30; 0 = give up at once)",
+    )
     p.add_argument(
         "--bind",
         default=os.environ.get("PAYPROC_GRPC_BIND", DEFAULT_BIND),

@@ -47,6 +47,7 @@ from processor.rpc_client import (
     RpcClient,
     to_request,
 )
+from processor.startup import Dependency, broker_transient, reach, reach_database
 from retry.names import Names
 from retry.topology import declare_topology
 
@@ -188,9 +189,15 @@ async def start_service(
     exists"), and until a worker has run, ``GetPayment`` answers UNAVAILABLE.
     """
     generated = load()
-    client = await RpcClient.connect(settings.amqp_url, settings.namespace)
+    client = await reach(
+        Dependency("broker", settings.amqp_url, "PAYPROC_AMQP_URL"),
+        lambda: RpcClient.connect(settings.amqp_url, settings.namespace),
+        patience=settings.startup_timeout,
+        transient=broker_transient,
+    )
     engine = make_engine(settings.database_url)
     try:
+        await reach_database(engine, settings.database_url, settings.startup_timeout)
         if declare:
             await declare_topology(
                 client.connection,
