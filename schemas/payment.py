@@ -1,4 +1,4 @@
-"""The payment request: the message producers publish (see SPEC, "Payment request")."""
+"""The payment request: the message producers publish, validated strictly."""
 
 from __future__ import annotations
 
