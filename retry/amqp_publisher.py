@@ -108,8 +108,8 @@ class AmqpPublisher:
         self, exchange: str, body: bytes, properties: Basic.Properties, routing_key: str
     ) -> None:
         """Publish an event or a reply (not mandatory) from ready-made properties: building
-        an ``aio_pika.Message`` for every payment's event and reply was a visible share of the
-        worker's CPU, and these two need none of its conveniences."""
+        an ``aio_pika.Message`` for every payment's event and reply costs CPU on the hot path,
+        and these two need none of its conveniences."""
         await self._publish(exchange, body, properties, routing_key, mandatory=False)
 
     async def _publish(
@@ -123,10 +123,10 @@ class AmqpPublisher:
         """Publish on the underlying aiormq channel and wait for the broker's confirm.
 
         ``wait=False``: aiormq otherwise holds the channel's lock until the writer task has
-        written *and drained* each frame, so a hundred payments publishing at once queued up
-        behind each other, a loop turn or two apiece: 115-140 ms per payment on these
-        machines, most of a payment's time in the worker. The broker's confirm (or a return,
-        which raises) is what makes a publish safe, and it is still awaited."""
+        written *and drained* each frame, so a hundred payments publishing at once would queue
+        up behind each other, a loop turn or two apiece, and that wait would dominate a
+        payment's time in the worker. The broker's confirm (or a return, which raises) is what
+        makes a publish safe, and it is still awaited."""
         channel = self._channel
         if channel is None:
             raise PublishFailed("publisher is not open")
