@@ -35,8 +35,24 @@ def cmd_worker(ns: argparse.Namespace) -> int:
     async def main() -> int:
         options = WorkerOptions(grace_seconds=ns.grace, wrap_gateway=ns.wrap_gateway)
         worker = Worker(settings, options)
-        _install_stop(worker.stop)
-        await worker.run()
+        running = asyncio.current_task()
+        assert running is not None
+
+        def stop() -> None:
+            # Until it is ready the worker may be waiting for the broker or the database
+            # (PAYPROC_STARTUP_TIMEOUT): a stop ends that wait instead of sitting it out.
+            if worker.ready.is_set():
+                worker.stop()
+            else:
+                running.cancel()
+
+        _install_stop(stop)
+        try:
+            await worker.run()
+        except asyncio.CancelledError:
+            if worker.ready.is_set():
+                raise
+            print("payproc worker: stopped during start-up", file=sys.stderr)
         return 0
 
     return _run(main())

@@ -336,3 +336,17 @@ async def test_submit_waits_for_the_broker_and_publishes(
     queue = await channel.declare_queue(topology.requests, passive=True)
     assert queue.declaration_result.message_count == 5
     await channel.close()
+
+
+async def test_worker_stopped_while_waiting_exits_at_once(
+    start, tmp_path: Path, namespace: str
+) -> None:
+    """SIGTERM (a rollout, Ctrl-C) during the start-up wait ends it; it is not sat out."""
+    port = closed_port()
+    environ = env(f"sqlite:///{tmp_path / 'p.db'}", namespace)
+    worker = await start(["worker", "--wait", "600", "--amqp-url", broker_url(port)], environ)
+    await worker.line_containing("cannot reach the broker")
+    worker.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(worker.proc.wait(), 30) == 0
+    rest = await worker.proc.stderr.read() if worker.proc.stderr else b""
+    assert rest.decode().strip() == "payproc worker: stopped during start-up"
