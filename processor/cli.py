@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from processor.cli_common import add_wait_flag
 from processor.cli_common import run as _run
 from processor.cli_common import settings_from_args as _settings
 from processor.config import ConfigError
@@ -259,18 +260,6 @@ def build_parser() -> argparse.ArgumentParser:
     register_admin(sub)
     register_grpc(sub)
     return parser
-
-
-def add_wait_flag(parser: argparse.ArgumentParser) -> None:
-    """``--wait SECONDS``: how long to wait at start for the broker and the database."""
-    parser.add_argument(
-        "--wait",
-        dest="startup_timeout",
-        type=float,
-        metavar="SECONDS",
-        help="wait this long for a broker or database that does not answer yet "
-        "(default: $PAYPROC_STARTUP_TIMEOUT or 30; 0 = give up at once)",
-    )
 
 
 def main(

@@ -19,6 +19,19 @@ from processor.config import Settings, load_settings
 from processor.logs import register_secret, setup_logging
 
 
+def add_wait_flag(parser: argparse.ArgumentParser) -> None:
+    """``--wait SECONDS`` (``startup_timeout``): how long the command waits at start for a
+    broker or database that does not answer yet."""
+    parser.add_argument(
+        "--wait",
+        dest="startup_timeout",
+        type=float,
+        metavar="SECONDS",
+        help="wait this long for a broker or database that does not answer yet "
+        "(default: $PAYPROC_STARTUP_TIMEOUT or 30; 0 = give up at once)",
+    )
+
+
 def overrides_from_args(ns: argparse.Namespace) -> dict[str, object]:
     """The ``Settings`` fields the user set on the command line (``None`` = not given)."""
     return {

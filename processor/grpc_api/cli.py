@@ -58,20 +58,15 @@ def cmd_grpc(ns: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``grpc`` to the ``payproc`` command line."""
+    from processor.cli_common import add_wait_flag  # no grpcio needed: --help works without
+
     p = subparsers.add_parser(
         "grpc", help="serve the synchronous gRPC Charge/GetPayment API (needs the grpc extra)"
     )
     p.add_argument("--amqp-url", dest="amqp_url", help="default: $PAYPROC_AMQP_URL")
     p.add_argument("--namespace", help="default: $PAYPROC_NAMESPACE or 'payments'")
     p.add_argument("--database-url", dest="database_url", help="for GetPayment")
-    p.add_argument(
-        "--wait",
-        dest="startup_timeout",
-        type=float,
-        metavar="SECONDS",
-        help="wait this long for a broker or database that does not answer yet "
-        "(default: $PAYPROC_STARTUP_TIMEOUT or 30; 0 = give up at once)",
-    )
+    add_wait_flag(p)
     p.add_argument(
         "--bind",
         default=os.environ.get("PAYPROC_GRPC_BIND", DEFAULT_BIND),
