@@ -22,12 +22,13 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
-from aiormq.exceptions import ProbableAuthenticationError
+from aiormq.exceptions import AMQPError, ProbableAuthenticationError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -107,7 +108,7 @@ def reason_of(exc: BaseException) -> str:
     return f"{name}: {text_}"[:200] if text_ else name
 
 
-def broker_transient(exc: BaseException) -> bool:
+def _broker_transient(exc: BaseException) -> bool:
     if isinstance(exc, ProbableAuthenticationError):
         return False
     return isinstance(exc, OSError | TimeoutError)
@@ -134,11 +135,14 @@ async def reach(
     *,
     patience: float,
     transient: Callable[[BaseException], bool],
+    refusals: tuple[type[BaseException], ...] = (),
 ) -> T:
     """Return ``await attempt()``, retrying transient failures for up to ``patience`` seconds.
 
     The first transient failure is logged once (one WARNING line with the URL, masked, and
-    how long the command will wait); giving up raises ``Unreachable``.
+    how long the command will wait); giving up raises ``Unreachable``, and so does one of
+    ``refusals`` (the dependency answered no: a refused login, a missing database). Any other
+    exception is a bug and propagates unchanged.
     """
 
     def announce(state: RetryCallState) -> None:
@@ -167,6 +171,8 @@ async def reach(
                     return await attempt()
     except Exception as exc:
         if not transient(exc):
+            if not isinstance(exc, refusals):
+                raise
             raise Unreachable(
                 dependency, reason_of(exc), f"not retrying: check {dependency.setting}"
             ) from exc
@@ -183,7 +189,6 @@ async def reach_broker(
     amqp_url: str, patience: float, *, connection_name: str
 ) -> AbstractRobustConnection:
     """A robust broker connection, waiting for the broker for up to ``patience`` seconds."""
-    dependency = Dependency("broker", amqp_url, "PAYPROC_AMQP_URL")
 
     async def connect() -> AbstractRobustConnection:
         return await aio_pika.connect_robust(
@@ -192,18 +197,45 @@ async def reach_broker(
             reconnect_interval=1.0,
         )
 
-    return await reach(dependency, connect, patience=patience, transient=broker_transient)
+    return await reach_broker_with(amqp_url, patience, connect)
+
+
+async def reach_broker_with(
+    amqp_url: str, patience: float, connect: Callable[[], Awaitable[T]]
+) -> T:
+    """``await connect()`` (something that connects to the broker at ``amqp_url``), waiting
+    for the broker for up to ``patience`` seconds."""
+    return await reach(
+        Dependency("broker", amqp_url, "PAYPROC_AMQP_URL"),
+        connect,
+        patience=patience,
+        transient=_broker_transient,
+        refusals=(AMQPError,),
+    )
 
 
 async def reach_database(engine: AsyncEngine, database_url: str, patience: float) -> None:
     """Wait until the database answers ``SELECT 1`` (for up to ``patience`` seconds)."""
     dependency = Dependency("database", database_url, "PAYPROC_DATABASE_URL")
+    path = engine.url.database
+    if engine.dialect.name == "sqlite" and path and not path.startswith(":memory:"):
+        # Said up front: a failed aiosqlite connect leaves a thread that reports to the closed
+        # event loop as the command exits (a traceback after the one line).
+        folder = Path(path).parent
+        if not folder.is_dir():
+            raise Unreachable(
+                dependency,
+                f"folder {folder} does not exist",
+                f"not retrying: check {dependency.setting}",
+            )
 
     async def ping() -> None:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
-    await reach(dependency, ping, patience=patience, transient=_database_transient)
+    await reach(
+        dependency, ping, patience=patience, transient=_database_transient, refusals=(DBAPIError,)
+    )
 
 
 async def report_gateway(gateway_url: str) -> bool:

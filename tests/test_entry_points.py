@@ -350,3 +350,16 @@ async def test_worker_stopped_while_waiting_exits_at_once(
     assert await asyncio.wait_for(worker.proc.wait(), 30) == 0
     rest = await worker.proc.stderr.read() if worker.proc.stderr else b""
     assert rest.decode().strip() == "payproc worker: stopped during start-up"
+
+
+@pytest.mark.parametrize("command", [["worker"], ["db", "upgrade"]], ids=["worker", "db"])
+def test_sqlite_in_a_missing_folder_is_one_line_and_exit_1(
+    command: list[str], tmp_path: Path, namespace: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'missing' / 'p.db'}"
+    done = run(command, env(url, namespace, PAYPROC_STARTUP_TIMEOUT="30"))
+    assert done.returncode == 1, done.stderr
+    assert the_one_line(done.stderr) == (
+        f"payproc {command[0]}: cannot reach the database at {url} "
+        f"(folder {tmp_path / 'missing'} does not exist); not retrying: check PAYPROC_DATABASE_URL"
+    )

@@ -47,7 +47,7 @@ from processor.rpc_client import (
     RpcClient,
     to_request,
 )
-from processor.startup import Dependency, broker_transient, reach, reach_database
+from processor.startup import reach_broker_with, reach_database
 from retry.names import Names
 from retry.topology import declare_topology
 
@@ -189,11 +189,10 @@ async def start_service(
     exists"), and until a worker has run, ``GetPayment`` answers UNAVAILABLE.
     """
     generated = load()
-    client = await reach(
-        Dependency("broker", settings.amqp_url, "PAYPROC_AMQP_URL"),
+    client = await reach_broker_with(
+        settings.amqp_url,
+        settings.startup_timeout,
         lambda: RpcClient.connect(settings.amqp_url, settings.namespace),
-        patience=settings.startup_timeout,
-        transient=broker_transient,
     )
     engine = make_engine(settings.database_url)
     try:
