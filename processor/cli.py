@@ -1,4 +1,10 @@
-"""``payproc`` command line: worker, topology, submit, fake-gateway, demo, admin, dlq."""
+"""``payproc`` command line: worker, topology, submit, fake-gateway, db, demo, admin, dlq, grpc.
+
+Every failure a user can fix ends in one line on stderr, not a traceback: status 2 for a bad
+setting or a database schema behind the code, 1 for a broker or database that could not be
+reached (after waiting ``PAYPROC_STARTUP_TIMEOUT`` / ``--wait`` for it, see
+``processor.startup``).
+"""
 
 from __future__ import annotations
 
