@@ -338,18 +338,22 @@ async def test_submit_waits_for_the_broker_and_publishes(
     await channel.close()
 
 
-async def test_worker_stopped_while_waiting_exits_at_once(
-    start, tmp_path: Path, namespace: str
+@pytest.mark.parametrize(
+    "command", [["worker"], ["grpc", "--bind", "127.0.0.1:0"]], ids=["worker", "grpc"]
+)
+async def test_stopped_while_waiting_exits_at_once(
+    start, tmp_path: Path, namespace: str, command: list[str]
 ) -> None:
     """SIGTERM (a rollout, Ctrl-C) during the start-up wait ends it; it is not sat out."""
     port = closed_port()
     environ = env(f"sqlite:///{tmp_path / 'p.db'}", namespace)
-    worker = await start(["worker", "--wait", "600", "--amqp-url", broker_url(port)], environ)
-    await worker.line_containing("cannot reach the broker")
-    worker.proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(worker.proc.wait(), 30) == 0
-    rest = await worker.proc.stderr.read() if worker.proc.stderr else b""
-    assert rest.decode().strip() == "payproc worker: stopped during start-up"
+    args = [*command, "--wait", "600", "--amqp-url", broker_url(port)]
+    proc = await start(args, environ)
+    await proc.line_containing("cannot reach the broker")
+    proc.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.proc.wait(), 30) == 0
+    rest = await proc.proc.stderr.read() if proc.proc.stderr else b""
+    assert rest.decode().strip() == f"payproc {command[0]}: stopped during start-up"
 
 
 @pytest.mark.parametrize("command", [["worker"], ["db", "upgrade"]], ids=["worker", "db"])
