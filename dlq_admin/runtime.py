@@ -16,7 +16,6 @@ import socket
 from dataclasses import dataclass, field
 from types import TracebackType
 
-import aio_pika
 import uvicorn
 from aio_pika.abc import AbstractRobustConnection
 from fastapi import FastAPI
@@ -34,6 +33,7 @@ from processor.config import ConfigError, Settings
 from processor.db import is_sqlite, make_engine
 from processor.logs import register_secret
 from processor.migrate import ensure_current
+from processor.startup import reach_broker, reach_database
 from retry.names import Names
 
 log = logging.getLogger("payproc.admin")
@@ -92,12 +92,13 @@ class AdminRuntime:
             stack.push_async_callback(engine.dispose)
             # Same rule as the worker: SQLite is migrated at start, PostgreSQL must already be
             # current (`payproc db upgrade`), else start-up stops with what to run.
+            await reach_database(engine, settings.database_url, settings.startup_timeout)
             await ensure_current(engine, auto_upgrade=is_sqlite(settings.database_url))
             self.engine = engine
-            connection = await aio_pika.connect_robust(
+            connection = await reach_broker(
                 settings.amqp_url,
-                client_properties={"connection_name": f"payproc-admin {settings.namespace}"},
-                reconnect_interval=1.0,
+                settings.startup_timeout,
+                connection_name=f"payproc-admin {settings.namespace}",
             )
             stack.push_async_callback(connection.close)
             self.connection = connection

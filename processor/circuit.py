@@ -7,8 +7,9 @@ a cool-down it lets exactly one message through (half-open). A good answer close
 transient one re-opens it with a doubled cool-down (capped).
 
 A share over a window rather than a run of consecutive failures: with a hundred payments in
-flight, answers do not arrive in random order (a batch of failures finishes together), so
-random 30% failures produced runs of 50 in a row and tripped a consecutive-count breaker.
+flight, answers do not arrive in random order (a batch of failures finishes together), so a
+healthy gateway with a modest failure rate still produces long runs of failures in a row,
+which would trip a consecutive-count breaker.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""``payproc`` command line: worker, topology, submit, fake-gateway, demo, admin, dlq."""
+"""``payproc`` command line: worker, topology, submit, fake-gateway, db, demo, admin, dlq, grpc.
+
+Every failure a user can fix ends in one line on stderr, not a traceback: status 2 for a bad
+setting or a database schema behind the code, 1 for a broker or database that could not be
+reached (after waiting ``PAYPROC_STARTUP_TIMEOUT`` / ``--wait`` for it, see
+``processor.startup``).
+"""
 
 from __future__ import annotations
 
@@ -7,36 +13,18 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-from processor.config import ConfigError, Settings, load_settings
-from processor.logs import register_secret, setup_logging
+from processor.cli_common import add_wait_flag
+from processor.cli_common import run as _run
+from processor.cli_common import settings_from_args as _settings
+from processor.config import ConfigError
 from processor.migrate import SchemaBehind
+from processor.ports import Gateway
+from processor.startup import Unreachable
 
 Command = Callable[[argparse.Namespace], int]
-
-
-def _settings(ns: argparse.Namespace) -> Settings:
-    overrides: dict[str, object] = {}
-    for name in ("amqp_url", "database_url", "gateway_url", "namespace", "prefetch"):
-        value = getattr(ns, name, None)
-        if value is not None:
-            overrides[name] = value
-    settings = load_settings(**overrides)
-    register_secret(settings.admin_token)
-    setup_logging(settings.log_format, settings.log_level)
-    return settings
-
-
-def _run(coro: Coroutine[Any, Any, int]) -> int:
-    try:
-        import uvloop
-
-        return int(uvloop.run(coro))
-    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
-        return asyncio.run(coro)
 
 
 def _install_stop(stop: Callable[[], None]) -> None:
@@ -52,26 +40,45 @@ def cmd_worker(ns: argparse.Namespace) -> int:
     settings = _settings(ns)
 
     async def main() -> int:
-        worker = Worker(settings, WorkerOptions(grace_seconds=ns.grace))
-        _install_stop(worker.stop)
-        await worker.run()
+        options = WorkerOptions(grace_seconds=ns.grace, wrap_gateway=ns.wrap_gateway)
+        worker = Worker(settings, options)
+        running = asyncio.current_task()
+        assert running is not None
+
+        def stop() -> None:
+            # Until it is ready the worker may be waiting for the broker or the database
+            # (PAYPROC_STARTUP_TIMEOUT): a stop ends that wait instead of sitting it out.
+            if worker.ready.is_set():
+                worker.stop()
+            else:
+                running.cancel()
+
+        _install_stop(stop)
+        try:
+            await worker.run()
+        except asyncio.CancelledError:
+            if worker.ready.is_set():
+                raise
+            print("payproc worker: stopped during start-up", file=sys.stderr)
         return 0
 
     return _run(main())
 
 
 def cmd_topology(ns: argparse.Namespace) -> int:
-    import aio_pika
     from rich.console import Console
     from rich.table import Table
 
+    from processor.startup import reach_broker
     from retry.names import Names
     from retry.topology import declare_topology
 
     settings = _settings(ns)
 
     async def main() -> int:
-        connection = await aio_pika.connect_robust(settings.amqp_url)
+        connection = await reach_broker(
+            settings.amqp_url, settings.startup_timeout, connection_name="payproc-topology"
+        )
         try:
             queues = await declare_topology(
                 connection,
@@ -128,8 +135,11 @@ def cmd_submit(ns: argparse.Namespace) -> int:
 
     async def main() -> int:
         from processor.producer import publish_bodies
+        from processor.startup import reach_broker
 
-        connection = await aio_pika.connect_robust(settings.amqp_url)
+        connection = await reach_broker(
+            settings.amqp_url, settings.startup_timeout, connection_name="payproc-submit"
+        )
         names = Names(settings.namespace)
         try:
             await declare_topology(
@@ -164,8 +174,11 @@ def cmd_db(ns: argparse.Namespace) -> int:
     settings = _settings(ns)
 
     async def main() -> int:
+        from processor.startup import reach_database
+
         engine = make_engine(settings.database_url)
         try:
+            await reach_database(engine, settings.database_url, settings.startup_timeout)
             if ns.action == "upgrade":
                 before = await current_revision(engine)
                 await upgrade(engine)
@@ -198,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--amqp-url", dest="amqp_url", help="default: $PAYPROC_AMQP_URL")
         p.add_argument("--namespace", help="default: $PAYPROC_NAMESPACE or 'payments'")
+        add_wait_flag(p)
 
     worker = sub.add_parser("worker", help="consume and charge payment requests")
     common(worker)
@@ -235,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema: upgrade (migrate) or show current")
     db.add_argument("action", choices=["upgrade", "current"])
     db.add_argument("--database-url", dest="database_url")
+    add_wait_flag(db)
     db.set_defaults(func=cmd_db)
 
     demo = sub.add_parser("demo", help="run everything end to end and print a summary")
@@ -248,28 +263,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
-    # The admin API and its CLI live in dlq_admin; the worker itself never imports it.
-    with contextlib.suppress(ImportError):
-        from dlq_admin.cli import register as register_admin
+    # The admin API and its CLI live in dlq_admin; the worker itself never imports it. Both
+    # modules import only the standard library at the top (their commands import the rest),
+    # so an ImportError here is a broken installation and must surface.
+    from dlq_admin.cli import register as register_admin
+    from processor.grpc_api.cli import register as register_grpc
 
-        register_admin(sub)
-    # The gRPC front door is an optional extra; grpc is imported by the command itself.
-    with contextlib.suppress(ImportError):
-        from processor.grpc_api.cli import register as register_grpc
-
-        register_grpc(sub)
+    register_admin(sub)
+    register_grpc(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    *,
+    wrap_gateway: Callable[[Gateway], Gateway] | None = None,
+) -> int:
+    """Run one ``payproc`` command; ``wrap_gateway`` is passed to the worker (tests inject
+    faults with it, see ``WorkerOptions``)."""
     parser = build_parser()
     ns = parser.parse_args(argv)
+    ns.wrap_gateway = wrap_gateway
     try:
         func: Command = ns.func
         return func(ns)
     except (ConfigError, SchemaBehind) as exc:
         print(exc, file=sys.stderr)
         return 2
+    except Unreachable as exc:
+        print(f"payproc {ns.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

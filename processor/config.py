@@ -59,9 +59,9 @@ class Settings(BaseSettings):
     """Seconds before an open circuit lets one probe message through (doubles, max 60 s)."""
     store_patience: float = Field(default=120.0, gt=0, le=86_400)
     """Seconds a message waits for an unavailable database before it is returned."""
-    chaos_kill_after_charge: float = Field(default=0.0, ge=0, le=1)
-    """Test-only fault hook: probability that the worker process dies right after a gateway
-    answer, before the outcome is committed or acked. Never set in production."""
+    startup_timeout: float = Field(default=30.0, ge=0, le=86_400)
+    """Seconds a command waits at start for a broker or database that does not answer yet
+    (``--wait``); 0 gives up at the first failure."""
     log_format: str = Field(default="text", pattern=r"^(text|json)$")
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 

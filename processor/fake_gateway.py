@@ -1,9 +1,9 @@
 """The bundled fake payment gateway: the demo, the tests, the chaos suite and the benchmarks use it.
 
-It speaks the "Gateway HTTP contract" of SPEC.md (``POST /v1/charges`` with an
-``Idempotency-Key``), keeps an honest in-memory ledger of every charge it makes, and can be
-told to misbehave in the ways real gateways do, so that payproc's retry and idempotency
-guarantees can be checked end to end:
+It speaks the gateway HTTP contract that ``processor.adapters.http_gateway`` calls
+(``POST /v1/charges`` with an ``Idempotency-Key``), keeps an honest in-memory ledger of
+every charge it makes, and can be told to misbehave in the ways real gateways do, so that
+payproc's retry and idempotency guarantees can be checked end to end:
 
 * deterministic outcomes by amount (``amount % 1000``): 402 declines, 400/404/409/422
   rejections, 401/403 authentication failures (switch off with ``by_amount=False``);

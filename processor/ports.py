@@ -58,7 +58,8 @@ class PaymentSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    """This worker holds the payment for the lease it asked for and may call the gateway."""
+    """This worker holds the payment's lease for ``lease_seconds`` (no other delivery charges
+    it meanwhile) and may call the gateway; ``attempts`` counts the attempts already made."""
 
     attempts: int
 

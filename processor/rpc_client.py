@@ -1,4 +1,4 @@
-"""Charge a payment and wait for its result: RabbitMQ request/reply (SPEC "reply_to").
+"""Charge a payment and wait for its result: RabbitMQ request/reply over ``reply_to``.
 
 ``await client.charge(request, timeout=5)`` validates the request, publishes it to
 ``N``/``payment.request`` (mandatory, confirmed, persistent, ``message_id = payment_id``) with
@@ -217,7 +217,7 @@ class RpcClient:
         self,
         request: PaymentRequest | Mapping[str, Any],
         *,
-        timeout: float,  # noqa: ASYNC109 - the call's deadline, as issue 7's API names it
+        timeout: float,  # noqa: ASYNC109 - the call's deadline, part of the public API
     ) -> PaymentResult:
         """Charge once per ``payment_id`` and return its final result within ``timeout`` s."""
         if not timeout > 0:

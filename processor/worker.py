@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aio_pika
@@ -23,7 +24,6 @@ from processor.adapters.batching_store import BatchingStore
 from processor.adapters.gateway_factory import build_gateway
 from processor.adapters.resilient_store import ResilientStore
 from processor.adapters.sql_store import SqlPaymentStore
-from processor.chaos import DieAfterCharge
 from processor.circuit import CircuitBreaker, CircuitState, WatchedGateway
 from processor.clock import SystemClock
 from processor.config import Settings
@@ -33,6 +33,7 @@ from processor.handled import Handled
 from processor.metrics import MeteredGateway, WorkerMetrics, probe_app, serve_probes
 from processor.migrate import ensure_current
 from processor.ports import Gateway
+from processor.startup import reach_broker, reach_database, report_gateway
 from processor.use_cases import Deps
 from retry.names import Names
 from retry.topology import declare_topology
@@ -43,6 +44,9 @@ log = logging.getLogger("payproc.worker")
 @dataclass
 class WorkerOptions:
     grace_seconds: float = 25.0
+    wrap_gateway: Callable[[Gateway], Gateway] | None = None
+    """Wraps the gateway adapter before the metrics and circuit-breaker wrappers do, so what
+    it injects is seen as the worker sees a real gateway (the fault-injection tests use it)."""
 
 
 class Worker:
@@ -77,16 +81,22 @@ class Worker:
         engine = make_engine(settings.database_url)
         self._engine = engine
         try:
+            await reach_database(engine, settings.database_url, settings.startup_timeout)
             await ensure_current(engine, auto_upgrade=is_sqlite(settings.database_url))
         except BaseException:
             await engine.dispose()
             raise
         gateway = build_gateway(settings)
-        connection = await aio_pika.connect_robust(
-            settings.amqp_url,
-            client_properties={"connection_name": f"payproc-worker {settings.namespace}"},
-            reconnect_interval=1.0,
-        )
+        try:
+            connection = await reach_broker(
+                settings.amqp_url,
+                settings.startup_timeout,
+                connection_name=f"payproc-worker {settings.namespace}",
+            )
+        except BaseException:
+            await gateway.aclose()
+            await engine.dispose()
+            raise
         self._connection = connection
         publisher = AmqpPublisher(connection, self.names)
         sql_store: SqlPaymentStore | None = None
@@ -95,11 +105,11 @@ class Worker:
                 connection, self.names, settings.retry_delays, settings.delivery_limit
             )
             await publisher.open()
+            wrap = self.options.wrap_gateway
             charger: Gateway = WatchedGateway(
-                MeteredGateway(gateway, self.metrics), self._on_gateway_answer
+                MeteredGateway(wrap(gateway) if wrap else gateway, self.metrics),
+                self._on_gateway_answer,
             )
-            if settings.chaos_kill_after_charge > 0:
-                charger = DieAfterCharge(gateway, settings.chaos_kill_after_charge)
             sql_store = SqlPaymentStore(engine)
             deps = Deps(
                 gateway=charger,
@@ -123,6 +133,10 @@ class Worker:
                 self._probes = await serve_probes(
                     probe_app(self.metrics.render, self._readiness), settings.metrics_bind
                 )
+            if settings.gateway == "stripe":
+                await report_gateway(settings.stripe_api_base, "PAYPROC_STRIPE_API_BASE")
+            else:
+                await report_gateway(settings.gateway_url)
             self.ready.set()
             log.info(
                 "worker consuming",

@@ -1,4 +1,5 @@
-"""Exchange and queue names of one deployment, all derived from the namespace."""
+"""Exchange and queue names of one deployment, all derived from the namespace, so two
+deployments (or two test runs) on one broker never share a queue."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Declare the exchanges and queues of one namespace (idempotent).
+"""Declare the exchanges and queues of one namespace (idempotent: each start declares them).
 
 Why the arguments are what they are (RabbitMQ 3.10):
 

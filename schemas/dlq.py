@@ -1,4 +1,4 @@
-"""Models of the DLQ admin API (SPEC, "Admin API"): pure data, no I/O.
+"""Models of the DLQ admin API: pure data, no I/O.
 
 The service layer (``dlq_admin``) returns these and the FastAPI layer serialises them; the
 OpenAPI document is generated from them.
@@ -96,7 +96,7 @@ class RoundView(BaseModel):
 
 
 class PaymentView(BaseModel):
-    """``GET /payments/{payment_id}`` (SPEC)."""
+    """The answer of ``GET /payments/{payment_id}``."""
 
     payment_id: str
     status: PaymentStatus

@@ -17,7 +17,9 @@ DEFERRED = "x-payproc-deferred"
 """How many times the message was deferred because another worker held the payment."""
 
 PARK_ID = "x-payproc-park-id"
-"""Unique id of one parking (a UUID): the DLQ ingest de-duplicates on it."""
+"""Names one parking, deterministically (``payment_id:attempts:reason``, or the reason and a
+hash of the body when the body has no trustworthy payment_id): a parking published twice
+after a crash carries the same id, and the DLQ ingest stores it once."""
 
 REASON = "x-payproc-reason"
 ERROR_CODE = "x-payproc-error-code"

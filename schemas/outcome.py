@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class PaymentStatus(StrEnum):
-    """Lifecycle of a payment row (SPEC, ``GET /payments/{payment_id}``)."""
+    """Lifecycle of a payment row, as ``GET /payments/{payment_id}`` reports it."""
 
     PENDING = "pending"
     PROCESSING = "processing"
@@ -29,7 +29,7 @@ FINAL_STATUSES = frozenset(
 
 
 class ParkReason(StrEnum):
-    """Why a message was parked in the DLQ (SPEC, "What happens to a request")."""
+    """Why a message was parked in the DLQ (README, "Why payments get parked")."""
 
     RETRIES_EXHAUSTED = "retries_exhausted"
     GATEWAY_REJECTED = "gateway_rejected"
@@ -47,7 +47,7 @@ class ErrorInfo(BaseModel):
 
 
 class PaymentResult(BaseModel):
-    """The event and reply body (SPEC, "Events and replies")."""
+    """The body of a payment event on ``N.events`` and of an RPC reply."""
 
     model_config = ConfigDict(frozen=True)
 

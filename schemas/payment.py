@@ -1,4 +1,4 @@
-"""The payment request: the message producers publish (see SPEC, "Payment request")."""
+"""The payment request: the message producers publish, validated strictly."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ class PaymentRequest(BaseModel):
         return f"{self.amount}:{self.currency}:{self.merchant_id}"
 
     def gateway_body(self) -> dict[str, Any]:
-        """The JSON body of ``POST /v1/charges`` (SPEC, "Gateway HTTP contract")."""
+        """The JSON body of the gateway's ``POST /v1/charges``."""
         body: dict[str, Any] = {
             "amount": self.amount,
             "currency": self.currency,

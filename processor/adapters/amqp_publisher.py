@@ -99,9 +99,9 @@ class AmqpPublisher:
     async def _send_properties(
         self, exchange: str, body: bytes, properties: Basic.Properties, routing_key: str
     ) -> None:
-        """Publish an event or a reply (not mandatory) from ready-made properties: every
-        payment has an event and a reply, building an ``aio_pika.Message`` for each costs
-        CPU, and these two need none of its conveniences."""
+        """Publish an event or a reply (not mandatory) from ready-made properties: building
+        an ``aio_pika.Message`` for every payment's event and reply costs CPU on the hot path,
+        and these two need none of its conveniences."""
         await self._publish(exchange, body, properties, routing_key, mandatory=False)
 
     async def _publish(

@@ -1,9 +1,9 @@
 """The gateway adapter: ``POST {GATEWAY_URL}/v1/charges`` over httpx.
 
-httpx's default transport slowed to a few hundred requests/s with 100 requests in flight on
-these machines, so the adapter sends its requests through ``LeanTransport`` (an httpx
-transport over asyncio and httptools, see ``lean_http``) and keeps httpx's API (respx tests
-inject their own transport). Every httpx error is translated here into a
+With a hundred requests in flight, httpx's default transport spends more CPU per request
+than the rest of the worker, so the adapter sends its requests through ``LeanTransport`` (an
+httpx transport over asyncio and httptools, see ``lean_http``) and keeps httpx's API (respx
+tests inject their own transport). Every httpx error is translated here into a
 ``GatewayAnswer``: the retry policy never sees an httpx type.
 
 tenacity gives connection errors (nothing was sent, so nothing can have been charged) a
@@ -51,9 +51,10 @@ class HttpGateway:
     """Sends charges straight to an httpx transport.
 
     ``httpx.AsyncClient`` adds cookie, auth, redirect and URL-merging work to every request;
-    this adapter needs none of it, and at 100+ requests in flight that overhead was a tenth of
-    the worker's CPU. Requests are still ``httpx.Request`` objects handled by an
-    ``httpx.AsyncBaseTransport``, so respx and ``httpx.MockTransport`` work unchanged.
+    this adapter needs none of it, and with a hundred or more requests in flight that work is
+    a noticeable share of the worker's CPU. Requests are still ``httpx.Request`` objects
+    handled by an ``httpx.AsyncBaseTransport``, so respx and ``httpx.MockTransport`` work
+    unchanged.
     """
 
     def __init__(

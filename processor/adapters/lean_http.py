@@ -1,9 +1,9 @@
 """A lean HTTP/1.1 keep-alive transport for httpx: one asyncio protocol per connection.
 
-The worker sends one small POST per payment to one host, a hundred or more at a time. On
-these 2-core machines httpx's default transport (httpcore) slowed to a few hundred requests/s
-at that concurrency, and httpx over aiohttp's pool cost about a quarter of the worker's CPU
-per payment. This transport does only what that job needs, with httptools (llhttp, the
+The worker sends one small POST per payment to one host, a hundred or more at a time. At
+that concurrency general-purpose transports (httpcore, or httpx over aiohttp's pool) spend
+much of the worker's CPU on features this job does not use (``make bench`` shows the cost
+per payment). This transport does only what that job needs, with httptools (llhttp, the
 parser of Node.js and uvicorn) doing the parsing in C:
 
 * a pool of keep-alive connections per origin, at most ``max_connections`` open, waiting

@@ -1,4 +1,4 @@
-"""The synchronous front door: a gRPC ``Payments`` service over the RPC client (issue 7).
+"""The synchronous front door: a gRPC ``Payments`` service over the RPC client.
 
 ``Charge`` publishes the payment to RabbitMQ with ``reply_to`` through
 ``processor.rpc_client`` and waits for the worker's answer until the caller's deadline, so a

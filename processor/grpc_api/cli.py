@@ -28,18 +28,10 @@ def cmd_grpc(ns: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from processor.config import load_settings
+    from processor.cli_common import run, settings_from_args
     from processor.grpc_api.service import ServiceOptions, serve
-    from processor.logs import register_secret, setup_logging
 
-    overrides: dict[str, object] = {}
-    for name in ("amqp_url", "database_url", "namespace"):
-        value = getattr(ns, name, None)
-        if value is not None:
-            overrides[name] = value
-    settings = load_settings(**overrides)
-    register_secret(settings.admin_token)
-    setup_logging(settings.log_format, settings.log_level)
+    settings = settings_from_args(ns)
     if not ns.default_timeout > 0:
         raise SystemExit("payproc grpc: --default-timeout must be positive seconds")
 
@@ -61,21 +53,20 @@ def cmd_grpc(ns: argparse.Namespace) -> int:
             print(f"payproc grpc: {exc}", file=sys.stderr)
             return 1
 
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
-        return asyncio.run(main())
-    return int(uvloop.run(main()))
+    return run(main())
 
 
 def register(subparsers: Any) -> None:
     """Add ``grpc`` to the ``payproc`` command line."""
+    from processor.cli_common import add_wait_flag  # no grpcio needed: --help works without
+
     p = subparsers.add_parser(
         "grpc", help="serve the synchronous gRPC Charge/GetPayment API (needs the grpc extra)"
     )
     p.add_argument("--amqp-url", dest="amqp_url", help="default: $PAYPROC_AMQP_URL")
     p.add_argument("--namespace", help="default: $PAYPROC_NAMESPACE or 'payments'")
     p.add_argument("--database-url", dest="database_url", help="for GetPayment")
+    add_wait_flag(p)
     p.add_argument(
         "--bind",
         default=os.environ.get("PAYPROC_GRPC_BIND", DEFAULT_BIND),

@@ -17,7 +17,7 @@ _OPTIONAL_TEXT = ("customer_id", "description")
 
 
 def payload_from_proto(request: Any) -> dict[str, Any]:
-    """A ``ChargeRequest`` as the SPEC's JSON payload, ready for ``validate_payload``.
+    """A ``ChargeRequest`` as the JSON payment request, ready for ``validate_payload``.
 
     Proto3 cannot tell an unset string from an empty one: an empty required field is left
     out, so validation reports it as missing ("merchant_id: Field required").
@@ -77,7 +77,7 @@ def payment_to_proto(pb2: Any, snapshot: PaymentSnapshot) -> Any:
 
 
 def result_from_proto(pb2: Any, message: Any) -> PaymentResult:
-    """A ``ChargeResult`` back as the SPEC's result model (clients, tests, the benchmark)."""
+    """A ``ChargeResult`` back as a ``PaymentResult`` (clients, tests, the benchmark)."""
     error = None
     if message.HasField("error"):
         error = ErrorInfo(code=str(message.error.code), message=str(message.error.message))

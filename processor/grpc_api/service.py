@@ -24,7 +24,9 @@ for an unknown payment, ``UNAVAILABLE`` when the database cannot be reached.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sys
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
@@ -47,6 +49,7 @@ from processor.rpc_client import (
     RpcClient,
     to_request,
 )
+from processor.startup import reach_broker_with, reach_database
 from retry.names import Names
 from retry.topology import declare_topology
 
@@ -188,9 +191,14 @@ async def start_service(
     exists"), and until a worker has run, ``GetPayment`` answers UNAVAILABLE.
     """
     generated = load()
-    client = await RpcClient.connect(settings.amqp_url, settings.namespace)
+    client = await reach_broker_with(
+        settings.amqp_url,
+        settings.startup_timeout,
+        lambda: RpcClient.connect(settings.amqp_url, settings.namespace),
+    )
     engine = make_engine(settings.database_url)
     try:
+        await reach_database(engine, settings.database_url, settings.startup_timeout)
         if declare:
             await declare_topology(
                 client.connection,
@@ -227,9 +235,20 @@ async def serve(
     stop: asyncio.Event | None = None,
     grace: float = 10.0,
 ) -> int:
-    """Serve until ``stop`` is set (``payproc grpc`` sets it on SIGTERM/SIGINT)."""
+    """Serve until ``stop`` is set (``payproc grpc`` sets it on SIGTERM/SIGINT); a stop
+    during start-up ends the wait for the broker or the database at once."""
     stop = stop or asyncio.Event()
-    running = await start_service(settings, bind, options=options)
+    starting = asyncio.ensure_future(start_service(settings, bind, options=options))
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not starting.done():
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        print("payproc grpc: stopped during start-up", file=sys.stderr, flush=True)
+        return 0
+    running = starting.result()
     print(f"payproc grpc listening on {running.target}", flush=True)
     try:
         await stop.wait()

@@ -139,6 +139,7 @@ class ChaosRun:
         gateway_timeout: float = 0.5,
         prefetch: int = 50,
         extra_env: dict[str, str] | None = None,
+        kill_after_charge: float = 0.0,
         seed: int | None = None,
         rabbitmq_node: str | None = None,
         observer_url: str | None = None,
@@ -155,6 +156,8 @@ class ChaosRun:
         self.gateway_timeout = gateway_timeout
         self.prefetch = prefetch
         self.extra_env = extra_env or {}
+        # Probability that a worker dies right after a gateway answer (tests.chaos.faults).
+        self.kill_after_charge = kill_after_charge
         # Fresh payment ids per run: runs may share one database (PostgreSQL test runs).
         self.rng = random.Random(seed if seed is not None else random.getrandbits(64))
         self.rabbitmq_node = rabbitmq_node
@@ -208,12 +211,16 @@ class ChaosRun:
         await self._engine.dispose()
 
     def _spawn(
-        self, args: list[str], name: str, env: dict[str, str] | None = None
+        self,
+        args: list[str],
+        name: str,
+        env: dict[str, str] | None = None,
+        module: str = "processor",
     ) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{name}.log").open("ab")
         self._logs.append(log)
         return subprocess.Popen(
-            [sys.executable, "-m", "processor", *args],
+            [sys.executable, "-m", module, *args],
             cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             stdout=log,
@@ -242,9 +249,13 @@ class ChaosRun:
             proxy = TcpProxy()
             await proxy.start()
             self.proxies[index] = proxy
-        self.workers[index] = self._spawn(
-            ["worker", "--grace", "5"], f"worker-{index}", {**self.worker_env(index), **env}
-        )
+        env = {**self.worker_env(index), **env}
+        if self.kill_after_charge > 0:
+            # The real worker command with the fault wrapped around its gateway adapter.
+            args = [str(self.kill_after_charge), "--grace", "5"]
+            self.workers[index] = self._spawn(args, f"worker-{index}", env, "tests.chaos.worker")
+        else:
+            self.workers[index] = self._spawn(["worker", "--grace", "5"], f"worker-{index}", env)
 
     async def kill_worker(self, index: int) -> None:
         """SIGKILL (no chance to clean up), then start a fresh process in its place."""

@@ -38,7 +38,7 @@ async def chaos(amqp_url: str, database_url: str, tmp_path: Path):
 async def test_gateway_faults_worker_kills_and_bad_input(chaos) -> None:
     """2,000 payments through 503s, 429s, timeouts, lost responses, SIGKILLs, dying workers,
     cut connections, duplicates and malformed input: none lost, none charged twice."""
-    run = chaos(extra_env={"PAYPROC_CHAOS_KILL_AFTER_CHARGE": "0.002"})
+    run = chaos(kill_after_charge=0.002)
     await run.open(
         failure_rate=0.2,
         rate_limit_rate=0.03,

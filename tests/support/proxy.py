@@ -38,8 +38,9 @@ class TcpProxy:
     def url(self, user: str = "guest", password: str = "guest") -> str:  # noqa: S107 - the broker's local default account
         return f"amqp://{user}:{password}@127.0.0.1:{self.port}/"
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+    async def start(self, port: int = 0) -> None:
+        """Listen on ``port`` (0 = any free port)."""
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", port)
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         for host, port in self.targets:

@@ -1,8 +1,9 @@
-"""Fault hooks for the chaos suite; wired only when a ``PAYPROC_CHAOS_*`` setting is set.
+"""Faults the chaos suite injects into a worker process, from outside the product.
 
-A SIGKILL from outside lands at a random point; the most dangerous window — the gateway has
-answered (maybe charged) but nothing is committed or acked yet — is narrow. This hook hits it
-on purpose: the redelivered message must be charged exactly once.
+``python -m tests.chaos.worker`` runs the real ``payproc worker`` with one of these wrapped
+around its gateway adapter (``WorkerOptions.wrap_gateway``): the fault sits where a real
+gateway would, inside the metrics and circuit-breaker wrappers, so the worker sees it exactly
+as it would see the gateway misbehave.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ log = logging.getLogger("payproc.chaos")
 
 
 class DieAfterCharge:
+    """With probability ``rate``, kill the process right after the gateway answered.
+
+    A SIGKILL from outside lands at a random point; the most dangerous window (the gateway
+    has answered, maybe charged, but nothing is committed or acked yet) is narrow. This hits
+    it on purpose: the redelivered message must be charged exactly once.
+    """
+
     def __init__(self, inner: Gateway, rate: float, rng: random.Random | None = None) -> None:
         self._inner = inner
         self._rate = rate
