@@ -25,6 +25,8 @@ class EntryStatus(StrEnum):
     REPLAYING = "replaying"
     REPLAYED = "replayed"
     DISCARDED = "discarded"
+    RESOLVED = "resolved"
+    """Settled by reconciliation: the gateway had charged the payment, nothing to replay."""
 
 
 class Role(StrEnum):
