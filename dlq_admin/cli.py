@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-REASONS = ("retries_exhausted", "gateway_rejected", "invalid_message", "poison")
-STATUSES = ("parked", "replaying", "replayed", "discarded")
+REASONS = ("retries_exhausted", "gateway_rejected", "invalid_message", "poison", "outcome_unknown")
+STATUSES = ("parked", "replaying", "replayed", "discarded", "resolved")
 
 
 class CliError(Exception):

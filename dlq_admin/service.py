@@ -66,6 +66,7 @@ from dlq_admin.ports import (
     RequestPublisher,
     Row,
 )
+from dlq_admin.replay_truth import ReplayCheck, refuse_unknown
 from processor.decode import Invalid, validate_payload
 from schemas import headers as h
 from schemas.dlq import (
@@ -105,6 +106,7 @@ _FINAL_PAYMENT = {
     PaymentStatus.DECLINED.value: "payment_declined",
 }
 _BATCH = 200
+_UNKNOWN = PaymentStatus.UNKNOWN.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +167,10 @@ class DlqAdmin:
         self.observe: Callable[[str, str, float | None], None] = _ignore
         """Told ``("ingested", reason, lag_seconds)`` and ``("replay", outcome, None)``;
         the runtime points it at the Prometheus metrics."""
+        self.replay_check: ReplayCheck = refuse_unknown
+        """Outcome truth (``replay_truth``): refuses a replay the gateway may have charged."""
+        self.unknown_counts: Callable[[], Awaitable[tuple[int, datetime | None]]] | None = None
+        """``unknown`` payments and the oldest one's since-when, for ``stats``."""
 
     def _stale_before(self) -> datetime:
         """A ``replaying`` claim untouched since then was abandoned (its process died)."""
@@ -348,7 +354,16 @@ class DlqAdmin:
         except Exception:
             waiting = None
         age = (self._clock() - oldest).total_seconds() if oldest else None
+        unknown, unknown_since = (0, None)
+        if self.unknown_counts is not None:
+            unknown, unknown_since = await self.unknown_counts()
         return DlqStats(
+            unknown_payments=unknown,
+            oldest_unknown_age_seconds=(
+                max((self._clock() - unknown_since).total_seconds(), 0.0)
+                if unknown_since is not None
+                else None
+            ),
             total=sum(by_status.values()),
             parked=by_status[EntryStatus.PARKED.value],
             by_reason=by_reason,
@@ -432,6 +447,7 @@ class DlqAdmin:
                     "never replayed (nothing was published)",
                     _FINAL_PAYMENT[payment["status"]],
                 )
+            await self.replay_check(payment_id, payment["status"] if payment else None)
         if not await self.store.claim_for_replay(entry_id, self._stale_before()):
             current = await self._entry(entry_id)
             _replayable(current, None)
@@ -546,6 +562,8 @@ class DlqAdmin:
                 elif row["payment_id"] and statuses.get(row["payment_id"]) in _FINAL_PAYMENT:
                     why = _FINAL_PAYMENT[statuses[row["payment_id"]]]
                     state.skipped.append(Skipped(id=entry_id, why=why))
+                elif row["payment_id"] and statuses.get(row["payment_id"]) == _UNKNOWN:
+                    state.skipped.append(Skipped(id=entry_id, why="payment_unknown"))
                 else:
                     ready.append(row)
             batch.clear()

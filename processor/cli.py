@@ -247,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
         from dlq_admin.cli import register as register_admin
 
         register_admin(sub)
+    with contextlib.suppress(ImportError):
+        from dlq_admin.reconcile_cli import register as register_reconcile
+
+        register_reconcile(sub)
     # The gRPC front door is an optional extra; grpc is imported by the command itself.
     with contextlib.suppress(ImportError):
         from processor.grpc_api.cli import register as register_grpc

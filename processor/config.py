@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     chaos_kill_after_charge: float = Field(default=0.0, ge=0, le=1)
     """Test-only fault hook: probability that the worker process dies right after a gateway
     answer, before the outcome is committed or acked. Never set in production."""
+    gateway_idempotency_ttl: float = Field(default=86_400.0, gt=0)
+    """Seconds the gateway keeps an idempotency key; past it nothing is replayed blind."""
+    reconcile_interval: float = Field(default=5.0, gt=0, le=3600)
+    """Seconds between reconciler passes over ``unknown`` payments (and their first back-off)."""
+    reconcile_max_delay: float = Field(default=300.0, gt=0, le=86_400)
+    """Longest back-off between two lookups of one payment the gateway cannot settle."""
     log_format: str = Field(default="text", pattern=r"^(text|json)$")
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 

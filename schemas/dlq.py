@@ -153,6 +153,12 @@ class DlqStats(BaseModel):
     oldest_parked_at: datetime | None
     oldest_parked_age_seconds: float | None
     queue: QueueStats
+    unknown_payments: int = Field(
+        default=0, description="payments whose outcome is unknown (the gateway may have charged)"
+    )
+    oldest_unknown_age_seconds: float | None = Field(
+        default=None, description="how long the oldest unknown payment has been unknown"
+    )
 
 
 class DlqGroup(BaseModel):
