@@ -3,8 +3,8 @@
 It answers ``200 {"object": "list", "data": [charge…]}`` with every charge made with the key
 (``data: []`` when none was), as the SPEC's "Gateway HTTP contract" says. The
 ``lookup_failure_rate`` knob makes a share of lookups answer 503 instead ("cannot say now"),
-so the in-doubt path and the reconciler can be exercised; ``GatewayState.lookups`` counts the
-lookups asked for.
+so the in-doubt path and the reconciler can be exercised (``outage`` concerns charges only);
+``GatewayState.lookups`` counts the lookups asked for.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ async def handle_lookup(request: web.Request) -> web.StreamResponse:
 
     state = request.app[STATE_KEY]
     state.lookups += 1
-    if state.config.outage or state.draw(state.config.lookup_failure_rate):
+    if state.draw(state.config.lookup_failure_rate):
         state.answers[503] += 1
         return web.Response(status=503, body=LOOKUP_UNAVAILABLE, content_type="application/json")
     key = request.query.get("idempotency_key", "")
