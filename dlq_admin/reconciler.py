@@ -49,6 +49,10 @@ class TruthStore(Protocol):
 class EventSink(Protocol):
     async def publish_event(self, routing_key: str, body: dict[str, Any]) -> None: ...
 
+    async def publish_reply(
+        self, reply_to: str, correlation_id: str | None, body: dict[str, Any]
+    ) -> None: ...
+
 
 def settled_event(settled: Settled) -> tuple[str, dict[str, Any]]:
     """The routing key and body announcing a settlement (``"reconciled": true``)."""
@@ -65,11 +69,17 @@ def settled_event(settled: Settled) -> tuple[str, dict[str, Any]]:
 
 
 async def announce(events: EventSink, settled: Settled) -> None:
+    """The event, and the reply a synchronous caller may still be waiting for."""
     routing_key, body = settled_event(settled)
     try:
         await events.publish_event(routing_key, body)
     except Exception as exc:  # the settlement is stored; events are best effort here
         log.warning("%s event not published for %s: %s", routing_key, settled.payment_id, exc)
+    if settled.reply_to:
+        try:
+            await events.publish_reply(settled.reply_to, settled.correlation_id, body)
+        except Exception as exc:
+            log.warning("settled reply not sent for %s: %s", settled.payment_id, exc)
 
 
 @dataclass

@@ -58,6 +58,9 @@ class Settled:
     updated_at: datetime
     entries: int
     """DLQ entries this settlement changed."""
+    reply_to: str | None = None
+    """Where the original request asked for its result (a caller may still wait there)."""
+    correlation_id: str | None = None
 
 
 def _unavailable(reason: str) -> Unavailable:
@@ -236,6 +239,15 @@ class SqlTruthStore:
         ).first()
         assert row is not None
         values: Any = row._mapping
+        e = _entries.c
+        reply = (
+            await conn.execute(
+                select(e.reply_to, e.correlation_id)
+                .where(e.namespace == self._ns, e.payment_id == payment_id, e.reply_to.is_not(None))
+                .order_by(e.dead_lettered_at.desc())
+                .limit(1)
+            )
+        ).first()
         return Settled(
             payment_id=payment_id,
             status=PaymentStatus(values["status"]),
@@ -244,4 +256,6 @@ class SqlTruthStore:
             error=last_error_of(values),
             updated_at=values["updated_at"],
             entries=entries,
+            reply_to=reply[0] if reply is not None else None,
+            correlation_id=reply[1] if reply is not None else None,
         )

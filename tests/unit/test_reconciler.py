@@ -74,8 +74,15 @@ class ScriptedLookup:
 class Events:
     sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
+    replies: list[tuple[str, str | None]] = field(default_factory=list)
+
     async def publish_event(self, routing_key: str, body: dict[str, Any]) -> None:
         self.sent.append((routing_key, body))
+
+    async def publish_reply(
+        self, reply_to: str, correlation_id: str | None, body: dict[str, Any]
+    ) -> None:
+        self.replies.append((reply_to, correlation_id))
 
 
 @dataclass
