@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from processor.config import Settings
 
 
 def cmd_reconcile(ns: argparse.Namespace) -> int:
@@ -32,7 +35,7 @@ def cmd_reconcile(ns: argparse.Namespace) -> int:
     return 1 if report["still_unknown"] else 0
 
 
-async def reconcile_once(settings: Any) -> dict[str, Any]:
+async def reconcile_once(settings: Settings) -> dict[str, Any]:
     """One reconciler pass over every ``unknown`` payment; returns the report as a dict."""
     import aio_pika
 

@@ -15,8 +15,9 @@ own "already final" check and before it claims the entry.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -32,6 +33,9 @@ log = logging.getLogger("payproc.admin")
 
 ReplayCheck = Callable[[str, str | None], Awaitable[None]]
 """``(payment_id, stored payment status or None)``: raise ``Conflict`` to refuse a replay."""
+BulkReplayCheck = Callable[[Sequence[tuple[str, str]], bool], Awaitable[dict[str, str]]]
+"""``((entry_id, payment_id)…, dry_run)`` -> ``{entry_id: why}`` to skip in a bulk replay."""
+_LOOKUPS_IN_FLIGHT = 8
 
 
 def refuse_unknown_now(payment_id: str, status: str | None) -> None:
@@ -50,6 +54,8 @@ async def refuse_unknown(payment_id: str, status: str | None) -> None:
 
 class AttemptTimes(Protocol):
     async def last_attempt_at(self, payment_id: str) -> datetime | None: ...
+
+    async def last_attempts(self, payment_ids: Sequence[str]) -> dict[str, datetime]: ...
 
     async def settle_charged(self, payment_id: str, charge_id: str) -> Settled | None: ...
 
@@ -101,6 +107,38 @@ class ReplayTruth:
                     "as succeeded instead of replayed (nothing was published)",
                     "payment_charged",
                 )
+
+    async def bulk_skips(
+        self, candidates: Sequence[tuple[str, str]], dry_run: bool
+    ) -> dict[str, str]:
+        """``{entry_id: why}`` for the ``(entry_id, payment_id)`` pairs a bulk replay must skip:
+        past the idempotency window, a charge found (settled unless ``dry_run``:
+        ``payment_charged``) or no answer (``lookup_unavailable``)."""
+        if not candidates:
+            return {}
+        last = await self.store.last_attempts([pid for _, pid in candidates])
+        stale_before = self._clock() - self.ttl
+        stale = sorted({pid for pid, at in last.items() if at <= stale_before})
+        if not stale:
+            return {}
+        limit = asyncio.Semaphore(_LOOKUPS_IN_FLIGHT)
+
+        async def ask(payment_id: str) -> LookupAnswer:
+            async with limit:
+                return await self._look_up(payment_id)
+
+        answers = dict(zip(stale, await asyncio.gather(*(ask(p) for p in stale)), strict=True))
+        why: dict[str, str] = {}
+        for payment_id, answer in answers.items():
+            if isinstance(answer, LookupUnavailable):
+                why[payment_id] = "lookup_unavailable"
+            elif isinstance(answer, LookupCharged):
+                why[payment_id] = "payment_charged"
+                if not dry_run:
+                    settled = await self.store.settle_charged(payment_id, answer.charge_id)
+                    if settled is not None:
+                        await announce(self.events, settled)
+        return {entry: why[pid] for entry, pid in candidates if pid in why}
 
     async def _look_up(self, payment_id: str) -> LookupAnswer:
         try:

@@ -66,7 +66,7 @@ from dlq_admin.ports import (
     RequestPublisher,
     Row,
 )
-from dlq_admin.replay_truth import ReplayCheck, refuse_unknown
+from dlq_admin.replay_truth import BulkReplayCheck, ReplayCheck, refuse_unknown
 from processor.decode import Invalid, validate_payload
 from schemas import headers as h
 from schemas.dlq import (
@@ -169,6 +169,8 @@ class DlqAdmin:
         the runtime points it at the Prometheus metrics."""
         self.replay_check: ReplayCheck = refuse_unknown
         """Outcome truth (``replay_truth``): refuses a replay the gateway may have charged."""
+        self.bulk_replay_check: BulkReplayCheck | None = None
+        """The same for bulk replays: entries to skip, with why (past the idempotency TTL)."""
         self.unknown_counts: Callable[[], Awaitable[tuple[int, datetime | None]]] | None = None
         """``unknown`` payments and the oldest one's since-when, for ``stats``."""
 
@@ -567,6 +569,11 @@ class DlqAdmin:
                 else:
                     ready.append(row)
             batch.clear()
+            if ready and self.bulk_replay_check is not None:
+                pairs = [(r["id"], r["payment_id"]) for r in ready if r["payment_id"]]
+                skips = await self.bulk_replay_check(pairs, selection.dry_run)
+                state.skipped.extend(Skipped(id=i, why=w) for i, w in skips.items())
+                ready = [r for r in ready if r["id"] not in skips]
             return ready
 
         async for pair in self._candidates(selection, page):

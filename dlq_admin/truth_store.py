@@ -114,6 +114,32 @@ class SqlTruthStore:
                 )
             ).scalar()
 
+    async def last_attempts(self, payment_ids: Sequence[str]) -> dict[str, datetime]:
+        """When each payment's latest gateway attempt finished (payments never tried: absent)."""
+        a = _attempts.c
+        found: dict[str, datetime] = {}
+        unique = list(dict.fromkeys(payment_ids))
+        async with self._tx() as conn:
+            for start in range(0, len(unique), 500):
+                rows = await conn.execute(
+                    select(a.payment_id, func.max(a.finished_at))
+                    .where(a.payment_id.in_(unique[start : start + 500]))
+                    .group_by(a.payment_id)
+                )
+                for payment_id, value in rows:
+                    if value is not None:
+                        found[str(payment_id)] = self._when(value)
+        return found
+
+    def _when(self, value: Any) -> datetime:
+        # max() loses the column type on SQLite: reparse the stored UTC text.
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        result: datetime = _attempts.c.finished_at.type.process_result_value(
+            value, self._engine.dialect
+        )
+        return result
+
     async def settle_charged(self, payment_id: str, charge_id: str) -> Settled | None:
         """``unknown``/``dead_lettered`` -> ``succeeded``; parked entries -> ``resolved``.
 

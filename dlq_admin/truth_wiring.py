@@ -51,9 +51,9 @@ async def wire_outcome_truth(
 ) -> OutcomeTruth:
     store, gateway, reconciler = build_reconciler(settings, engine, events)
     stack.push_async_callback(gateway.aclose)
-    service.replay_check = ReplayTruth(
-        store, gateway, events, settings.gateway_idempotency_ttl
-    ).check
+    replay_truth = ReplayTruth(store, gateway, events, settings.gateway_idempotency_ttl)
+    service.replay_check = replay_truth.check
+    service.bulk_replay_check = replay_truth.bulk_skips
     service.unknown_counts = store.unknown_counts
     if run_reconciler:
         stop = asyncio.Event()

@@ -168,6 +168,10 @@ async def test_replay_past_the_idempotency_window_looks_the_charge_up_first(
     refused = await admin.client.post(f"/dlq/messages/{entry['id']}/replay", headers=OPERATOR)
     assert refused.status_code == 409, refused.text
     assert refused.json()["code"] == "lookup_unavailable"
+    bulk = await admin.client.post("/dlq/replay", json={"ids": [entry["id"]]}, headers=OPERATOR)
+    assert bulk.status_code == 200, bulk.text
+    assert bulk.json()["replayed"] == 0
+    assert bulk.json()["skipped"] == [{"id": entry["id"], "why": "lookup_unavailable"}]
     assert await published(admin) == before
     assert (await entry_of(admin, unreachable))["status"] == "parked"
 

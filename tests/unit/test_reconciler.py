@@ -58,6 +58,9 @@ class FakeTruthStore:
     async def last_attempt_at(self, payment_id: str) -> datetime | None:
         return self.last_attempt.get(payment_id)
 
+    async def last_attempts(self, payment_ids: Any) -> dict[str, datetime]:
+        return {p: self.last_attempt[p] for p in payment_ids if p in self.last_attempt}
+
 
 @dataclass
 class ScriptedLookup:
@@ -244,3 +247,30 @@ async def test_past_the_window_a_lookup_decides() -> None:
     assert store.status["charged"] is PaymentStatus.SUCCEEDED
     assert [key for key, _ in events.sent] == ["payment.succeeded"]
     assert lookup.asked == ["none", "down", "charged"]
+
+
+async def test_bulk_skips_only_stale_payments_the_gateway_cannot_clear() -> None:
+    """Fresh or never-tried: kept without a lookup. Stale: no charge kept, cannot say skipped,
+    charged skipped (and settled, except in a dry run)."""
+    store, lookup, events = FakeTruthStore(), ScriptedLookup(), Events()
+    store.last_attempt = {
+        "fresh": T0 - timedelta(minutes=1),
+        "none": T0 - timedelta(hours=2),
+        "down": T0 - timedelta(hours=2),
+        "charged": T0 - timedelta(hours=2),
+    }
+    store.status["charged"] = PaymentStatus.DEAD_LETTERED
+    pairs = [("e1", "fresh"), ("e2", "none"), ("e3", "down"), ("e4", "charged"), ("e5", "new")]
+    lookup.answers = {"none": [LookupNoCharge()], "charged": [LookupCharged("ch_3")] * 2}
+    check = truth(store, lookup, events)
+
+    dry = await check.bulk_skips(pairs, dry_run=True)
+    assert dry == {"e3": "lookup_unavailable", "e4": "payment_charged"}
+    assert store.status["charged"] is PaymentStatus.DEAD_LETTERED
+    assert sorted(lookup.asked) == ["charged", "down", "none"]
+
+    lookup.answers["none"] = [LookupNoCharge()]
+    real = await check.bulk_skips(pairs, dry_run=False)
+    assert real == dry
+    assert store.status["charged"] is PaymentStatus.SUCCEEDED
+    assert [key for key, _ in events.sent] == ["payment.succeeded"]
