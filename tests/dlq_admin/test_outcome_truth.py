@@ -4,6 +4,8 @@ safety, with the real broker, database, worker, admin runtime and fake gateway."
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from typing import Any
 
 import orjson
@@ -185,3 +187,38 @@ async def test_replay_past_the_idempotency_window_looks_the_charge_up_first(
     assert (payment["status"], payment["gateway_charge_id"]) == ("succeeded", answer.charge_id)
     await events.wait_for(lambda _ms: "payment.succeeded" in keys(events, charged))
     assert gateway.state.charge_count(charged) == 1
+
+
+async def test_payproc_reconcile_settles_unknown_payments_from_the_command_line(
+    start_worker, gateway, events: Collector, connection, topology, settings_factory
+) -> None:
+    """`payproc reconcile` exits 1 while a payment stays unknown, 0 once it is settled."""
+    gateway.state.update_config({**LOST_ANSWER, "lookup_failure_rate": 1.0})
+    await start_worker(gateway_url=gateway.url, gateway_timeout=0.5, max_attempts=1)
+    body = request_body()
+    await publish_bodies(connection, topology, [payment_message(body)])
+    await events.wait_for(lambda _ms: "payment.unknown" in keys(events, body["payment_id"]))
+    settings = settings_factory(gateway_url=gateway.url)
+    env = {
+        **os.environ,
+        "PAYPROC_AMQP_URL": settings.amqp_url,
+        "PAYPROC_DATABASE_URL": settings.database_url,
+        "PAYPROC_NAMESPACE": settings.namespace,
+        "PAYPROC_GATEWAY_URL": gateway.url,
+    }
+
+    async def reconcile() -> tuple[int, dict[str, Any]]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "processor.cli", "reconcile",
+            env=env, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await process.communicate()
+        return process.returncode or 0, orjson.loads(out)
+
+    code, report = await reconcile()
+    assert code == 1
+    assert body["payment_id"] in report["still_unknown"]
+    gateway.state.update_config({"lookup_failure_rate": 0.0})
+    code, report = await reconcile()
+    assert body["payment_id"] in report["charged"]
+    await events.wait_for(lambda _ms: "payment.succeeded" in keys(events, body["payment_id"]))
