@@ -169,6 +169,23 @@ class AmqpReplayPublisher:
         if errors:
             raise errors[0]
 
+    async def publish_reply(
+        self, reply_to: str, correlation_id: str | None, body: dict[str, Any]
+    ) -> None:
+        """Best effort: answer a caller that may still wait on ``reply_to`` (a settled
+        payment); a caller that has gone leaves no queue, and the broker drops the reply."""
+        underlay = await self._channel.underlay(_CONFIRM_TIMEOUT)
+        properties = Basic.Properties(
+            content_type="application/json",
+            delivery_mode=_PERSISTENT,
+            correlation_id=correlation_id,
+        )
+        [error] = await _within_deadline(
+            [self._send(underlay, "", reply_to, orjson.dumps(body), properties, False)]
+        )
+        if error is not None:
+            raise error
+
 
 async def _within_deadline(
     sends: list[Coroutine[Any, Any, PublishNotConfirmed | None]],

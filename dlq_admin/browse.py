@@ -3,7 +3,7 @@ show a payment as the worker stored it. Read-only; nothing here is audited."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from dlq_admin.errors import NotFound
@@ -47,6 +47,8 @@ class Browse:
         self.probe = probe
         self.queue_name = queue_name
         self._clock = clock
+        self.unknown_counts: Callable[[], Awaitable[tuple[int, datetime | None]]] | None = None
+        """``unknown`` payments and the oldest one's since-when (outcome truth), for ``stats``."""
 
     async def list_entries(
         self, filters: EntryFilters, limit: int, cursor: str | None = None
@@ -87,7 +89,16 @@ class Browse:
         except Exception:
             waiting = None
         age = (self._clock() - oldest).total_seconds() if oldest else None
+        unknown, unknown_since = (0, None)
+        if self.unknown_counts is not None:
+            unknown, unknown_since = await self.unknown_counts()
         return DlqStats(
+            unknown_payments=unknown,
+            oldest_unknown_age_seconds=(
+                max((self._clock() - unknown_since).total_seconds(), 0.0)
+                if unknown_since is not None
+                else None
+            ),
             total=sum(by_status.values()),
             parked=by_status[EntryStatus.PARKED.value],
             by_reason=by_reason,

@@ -17,6 +17,7 @@ import asyncio
 from dlq_admin.audit import Actor, AuditLog, Detail, audited
 from dlq_admin.ports import ReplayStore
 from dlq_admin.replay import Replay
+from dlq_admin.replay_truth import BulkReplayCheck
 from dlq_admin.rows import Entry
 from dlq_admin.selection import BulkState, replayable_batches, selection_target
 from schemas.dlq import BulkReplayResult, BulkSelection, Skipped
@@ -50,6 +51,8 @@ class BulkReplay:
         self.concurrency = concurrency
         """Chunks in flight at once (one is published while the next is claimed and the
         previous one settled)."""
+        self.truth_skips: BulkReplayCheck | None = None
+        """Outcome truth (``replay_truth``): entries to skip past the idempotency window."""
 
     def chunk_size(self) -> int:
         """Entries per chunk: ``chunk``, but no more than about half a second of the rate
@@ -65,7 +68,7 @@ class BulkReplay:
         running: set[asyncio.Task[None]] = set()
         try:
             async for entries in replayable_batches(
-                self.store, selection, state, self.chunk_size()
+                self.store, selection, state, self.chunk_size(), self.truth_skips
             ):
                 room = selection.limit - len(chosen)
                 if room <= 0:

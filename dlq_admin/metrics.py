@@ -44,6 +44,16 @@ class AdminMetrics:
             ["outcome"],
             registry=r,
         )
+        self.unknown = Gauge(
+            "payproc_payments_unknown",
+            "Payments whose outcome is unknown: the gateway may have charged them",
+            registry=r,
+        )
+        self.oldest_unknown = Gauge(
+            "payproc_payments_oldest_unknown_age_seconds",
+            "How long the oldest unknown payment has been unknown (0 when there is none)",
+            registry=r,
+        )
         service.observe = self.observe
 
     def observe(self, kind: str, label: str, value: float | None) -> None:
@@ -62,4 +72,6 @@ class AdminMetrics:
             self.parked.labels(reason=reason).set(stats.parked_by_reason.get(reason, 0))
         self.queue_depth.set(stats.queue.waiting if stats.queue.waiting is not None else -1)
         self.oldest_age.set(stats.oldest_parked_age_seconds or 0.0)
+        self.unknown.set(stats.unknown_payments)
+        self.oldest_unknown.set(stats.oldest_unknown_age_seconds or 0.0)
         return generate_latest(self.registry)

@@ -38,6 +38,7 @@ from dlq_admin.errors import Conflict, Unavailable
 from dlq_admin.paging import TokenBucket
 from dlq_admin.ports import Observe, ReplayStore, RequestPublisher
 from dlq_admin.replay_rules import check_replayable, payment_refusal, replay_message
+from dlq_admin.replay_truth import ReplayCheck, refuse_unknown
 from dlq_admin.rows import ClaimedEntry, Entry
 from dlq_admin.validation import validate_edit
 from retry.errors import PublishNotConfirmed
@@ -80,6 +81,9 @@ class Replay:
         self.stale_replay_after = stale_replay_after
         self._clock = clock
         self._observe = observe
+        self.truth_check: ReplayCheck = refuse_unknown
+        """Outcome truth (``replay_truth``): refuses a replay the gateway may have charged
+        (an ``unknown`` payment; past the idempotency window, a lookup first)."""
 
     def stale_before(self) -> datetime:
         """A ``replaying`` claim untouched since then was abandoned (its process died)."""
@@ -107,6 +111,7 @@ class Replay:
                     "never replayed (nothing was published)",
                     refusal,
                 )
+            await self.truth_check(payment_id, payment.status if payment is not None else None)
         if not await self.store.claim_for_replay(entry_id, self.stale_before()):
             current = await find_entry(self.store, entry_id)
             check_replayable(current, None)

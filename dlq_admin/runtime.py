@@ -28,6 +28,7 @@ from dlq_admin.errors import TokenConfigError
 from dlq_admin.metrics import AdminMetrics
 from dlq_admin.service import DlqAdmin
 from dlq_admin.store import SqlDlqStore
+from dlq_admin.truth_wiring import OutcomeTruth, wire_outcome_truth
 from dlq_admin.web import create_app
 from processor.config import ConfigError, Settings
 from processor.db import is_sqlite, make_engine
@@ -74,12 +75,15 @@ class AdminRuntime:
 
     settings: Settings
     ingest: bool = True
+    reconcile: bool = True
+    """Run the reconciler of ``unknown`` payments in this process."""
     engine: AsyncEngine | None = None
     connection: AbstractRobustConnection | None = None
     publisher: AmqpReplayPublisher | None = None
     consumer: DlqConsumer | None = None
     service: DlqAdmin | None = None
     app: FastAPI | None = None
+    truth: OutcomeTruth | None = None
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     async def start(self) -> DlqAdmin:
@@ -116,6 +120,9 @@ class AdminRuntime:
                 replay_rate=settings.admin_replay_rate,
             )
             self.service = service
+            self.truth = await wire_outcome_truth(
+                settings, engine, service, publisher, stack, run_reconciler=self.reconcile
+            )
             self.consumer = DlqConsumer(
                 connection, names, service, prefetch=settings.admin_ingest_prefetch
             )

@@ -15,8 +15,10 @@ from datetime import datetime
 
 from dlq_admin.ports import BrowseStore, EntryFilters, EntryReader
 from dlq_admin.replay_rules import payment_refusal
+from dlq_admin.replay_truth import BulkReplayCheck
 from dlq_admin.rows import Entry
 from schemas.dlq import BulkSelection, EntryStatus, Failed, Skipped
+from schemas.outcome import PaymentStatus
 
 PAGE = 200
 """Candidates read (and payment statuses checked) per query."""
@@ -79,10 +81,15 @@ def _parked(entry_id: str, entry: Entry | None, state: BulkState) -> Entry | Non
 
 
 async def replayable_batches(
-    store: BrowseStore, selection: BulkSelection, state: BulkState, page: int = PAGE
+    store: BrowseStore,
+    selection: BulkSelection,
+    state: BulkState,
+    page: int = PAGE,
+    truth_skips: BulkReplayCheck | None = None,
 ) -> AsyncIterator[list[Entry]]:
-    """Batches of parked entries whose payment is not final; the rest goes to ``skipped``.
-    One ``payment_statuses`` query per batch of ``page`` candidates."""
+    """Batches of parked entries whose payment is not final nor ``unknown``; the rest goes to
+    ``skipped``. One ``payment_statuses`` query per batch of ``page`` candidates; then
+    ``truth_skips`` (outcome truth: past the idempotency window) names more to skip."""
     batch: list[tuple[str, Entry | None]] = []
 
     async def flush() -> list[Entry]:
@@ -94,12 +101,20 @@ async def replayable_batches(
             entry = _parked(entry_id, maybe, state)
             if entry is None:
                 continue
-            refusal = payment_refusal(statuses.get(entry.payment_id)) if entry.payment_id else None
+            status = statuses.get(entry.payment_id) if entry.payment_id else None
+            refusal = payment_refusal(status)
             if refusal is not None:
                 state.skipped.append(Skipped(id=entry_id, why=refusal))
+            elif status == PaymentStatus.UNKNOWN.value:
+                state.skipped.append(Skipped(id=entry_id, why="payment_unknown"))
             else:
                 ready.append(entry)
         batch.clear()
+        if ready and truth_skips is not None:
+            pairs = [(e.id, e.payment_id) for e in ready if e.payment_id]
+            skips = await truth_skips(pairs, selection.dry_run)
+            state.skipped.extend(Skipped(id=i, why=w) for i, w in skips.items())
+            ready = [e for e in ready if e.id not in skips]
         return ready
 
     async for pair in candidates(store, selection, page):

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     startup_timeout: float = Field(default=30.0, ge=0, le=86_400)
     """Seconds a command waits at start for a broker or database that does not answer yet
     (``--wait``); 0 gives up at the first failure."""
+    reconcile_interval: float = Field(default=5.0, gt=0, le=3600)
+    """Seconds between reconciler passes over ``unknown`` payments (and their first back-off)."""
+    reconcile_max_delay: float = Field(default=300.0, gt=0, le=86_400)
+    """Longest back-off between two lookups of one payment the gateway cannot settle."""
     log_format: str = Field(default="text", pattern=r"^(text|json)$")
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 

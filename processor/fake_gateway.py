@@ -19,8 +19,9 @@ requests with one key are serialised by a per-key lock, so they can never both c
 
 Admin routes (no auth, loopback use only): ``GET /_stats`` (``?summary=1`` omits
 ``charges_by_key``), ``POST /_config`` (change knobs at runtime), ``POST /_reset``,
-``GET /healthz``. The ``latency`` knob applies to ``/v1/charges`` only. Payment method
-values are never logged, stored or echoed.
+``GET /healthz``. The ``latency`` knob applies to ``POST /v1/charges`` only. Payment method
+values are never logged, stored or echoed. ``GET /v1/charges?idempotency_key=`` looks a charge
+up from the ledger (``fake_gateway_lookup``; ``lookup_failure_rate`` makes lookups fail).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
+from processor.fake_gateway_lookup import handle_lookup
+
 __all__ = [
     "STATE_KEY",
     "FakeGatewayConfig",
@@ -55,7 +58,13 @@ __all__ = [
     "start_fake_gateway",
 ]
 
-_RATE_KNOBS: Final = ("failure_rate", "rate_limit_rate", "timeout_rate", "charge_then_timeout_rate")
+_RATE_KNOBS: Final = (
+    "failure_rate",
+    "rate_limit_rate",
+    "timeout_rate",
+    "charge_then_timeout_rate",
+    "lookup_failure_rate",
+)
 _SECONDS_KNOBS: Final = ("retry_after", "hang_seconds", "latency")
 _BOOL_KNOBS: Final = ("outage", "by_amount")
 _MAX_KEY_LENGTH: Final = 255
@@ -84,6 +93,8 @@ class FakeGatewayConfig:
     by_amount: bool = True
     """Deterministic outcomes by ``amount % 1000`` (400, 401, 402, 403, 404, 409, 422)."""
     seed: int | None = None
+    lookup_failure_rate: float = 0.0
+    """Probability of a lookup (``GET /v1/charges``) answering 503: "cannot say now"."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first knob whose value is out of range."""
@@ -128,6 +139,7 @@ class GatewayState:
     charge_ids: dict[str, list[str]] = field(default_factory=dict)
     answers: Counter[int] = field(default_factory=Counter)
     stored: dict[str, StoredAnswer] = field(default_factory=dict)
+    lookups: int = 0
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, init=False, repr=False)
     _lock_users: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
@@ -158,6 +170,7 @@ class GatewayState:
         self.charge_ids.clear()
         self.answers.clear()
         self.stored.clear()
+        self.lookups = 0
 
     def stats(self, *, with_keys: bool = True) -> dict[str, Any]:
         result: dict[str, Any] = {
@@ -166,6 +179,7 @@ class GatewayState:
             "charged_keys": len(self.charges_by_key),
             "double_charged": self.double_charged,
             "answers": {str(status): n for status, n in sorted(self.answers.items())},
+            "lookups": self.lookups,
             "config": asdict(self.config),
         }
         if with_keys:
@@ -502,6 +516,7 @@ def create_app(config: FakeGatewayConfig) -> web.Application:
     app = web.Application()
     app[STATE_KEY] = GatewayState(replace(config))
     app.router.add_post("/v1/charges", _charge)
+    app.router.add_get("/v1/charges", handle_lookup)
     app.router.add_get("/_stats", _stats)
     app.router.add_post("/_config", _config)
     app.router.add_post("/_reset", _reset)
@@ -605,6 +620,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="turn off the deterministic outcomes by amount %% 1000",
     )
     parser.add_argument(
+        "--lookup-failure-rate",
+        type=float,
+        default=defaults.lookup_failure_rate,
+        help="probability 0..1 of a charge lookup answering 503",
+    )
+    parser.add_argument(
         "--seed", type=int, default=None, help="seed of the fault generator (reproducible chaos)"
     )
 
@@ -632,6 +653,7 @@ def config_from_args(ns: argparse.Namespace) -> FakeGatewayConfig:
         outage=bool(ns.outage),
         by_amount=not ns.no_by_amount,
         seed=ns.seed,
+        lookup_failure_rate=ns.lookup_failure_rate,
     )
 
 

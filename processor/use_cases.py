@@ -10,6 +10,12 @@ The order of effects is the heart of "never lose, never charge twice":
 
 A crash anywhere leaves the message unacked; the redelivery calls the gateway again with
 the same key and gets the first answer back.
+
+When the last attempt's answer is lost after the request may have reached the gateway (the
+policy's ``in_doubt``), the gateway is asked whether it charged before anything is decided:
+a charge found is a success (``reconciled``), none found parks the payment as
+``retries_exhausted``, and no answer leaves it ``unknown`` (parked as ``outcome_unknown`` for
+the reconciler). A charged payment is never announced as failed.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from processor.ports import (
     AlreadyFinal,
     AttemptOutcome,
     AttemptRecord,
+    ChargeLookup,
     Claimed,
     Clock,
     FingerprintConflict,
@@ -44,6 +51,10 @@ from retry.policy import (
     Decline,
     Declined,
     GatewayAnswer,
+    Hold,
+    LookUp,
+    LookupAnswer,
+    LookupUnavailable,
     Park,
     Rejected,
     Retry,
@@ -51,6 +62,7 @@ from retry.policy import (
     Succeed,
     Transient,
     http_status,
+    settle,
 )
 from schemas.outcome import ErrorInfo, ParkReason, PaymentResult, PaymentStatus, RetryScheduled
 from schemas.payment import PaymentRequest
@@ -68,6 +80,9 @@ class Deps:
     lease_seconds: float
     gateway_down: Callable[[], bool] = field(default=lambda: False)
     """True while the worker's circuit breaker holds the gateway for down."""
+    lookup: ChargeLookup | None = None
+    """Asks the gateway whether an in-doubt charge happened; ``None``: it cannot be asked,
+    so an in-doubt payment stays ``unknown``."""
 
 
 async def process_payment(
@@ -138,6 +153,16 @@ async def process_payment(
         replay_of=envelope.replay_of,
     )
     transient = isinstance(answer, Transient)
+    reconciled = False
+    if isinstance(decision, LookUp):
+        settled = settle(await _look_up(deps, payment_id), decision.error)
+        reconciled = isinstance(settled, Succeed)
+        # Hold: nobody can say whether the gateway charged. The payment becomes "unknown"
+        # (not final, never "failed"); its DLQ entry waits for the reconciler.
+        if isinstance(settled, Hold):
+            decision = Park(ParkReason.OUTCOME_UNKNOWN, settled.error)
+        else:
+            decision = settled
 
     match decision:
         case Succeed(charge_id=charge_id):
@@ -146,7 +171,10 @@ async def process_payment(
                     payment_id, owner, record, PaymentStatus.SUCCEEDED, charge_id=charge_id
                 )
             )
-            await _announce(deps, envelope, snapshot.result())
+            result = snapshot.result()
+            if reconciled and snapshot.status is PaymentStatus.SUCCEEDED:
+                result = result.model_copy(update={"reconciled": True})
+            await _announce(deps, envelope, result)
             return Handled(Outcome.SUCCEEDED, gateway_called=True, transient=False)
         case Decline(error=error):
             snapshot = await deps.store.record(
@@ -178,17 +206,15 @@ async def process_payment(
             )
             return Handled(Outcome.RETRY, delay=delay, gateway_called=True, transient=True)
         case Park(reason=reason, error=error):
-            snapshot = await deps.store.record(
-                AttemptOutcome(
-                    payment_id,
-                    owner,
-                    record,
-                    PaymentStatus.DEAD_LETTERED,
-                    error=error,
-                    park_reason=reason,
-                )
+            status = (
+                PaymentStatus.UNKNOWN
+                if reason is ParkReason.OUTCOME_UNKNOWN
+                else PaymentStatus.DEAD_LETTERED
             )
-            if snapshot.status is not PaymentStatus.DEAD_LETTERED:
+            snapshot = await deps.store.record(
+                AttemptOutcome(payment_id, owner, record, status, error=error, park_reason=reason)
+            )
+            if snapshot.status is not status:
                 await deps.publisher.reply(envelope, snapshot.result())
                 return Handled(Outcome.DUPLICATE, gateway_called=True, transient=transient)
             await deps.publisher.park(
@@ -208,6 +234,17 @@ async def process_payment(
                 Outcome.PARKED, park_reason=reason, gateway_called=True, transient=transient
             )
     raise AssertionError(f"unhandled decision {decision!r}")  # pragma: no cover
+
+
+async def _look_up(deps: Deps, payment_id: str) -> LookupAnswer:
+    """Ask the gateway about an in-doubt charge; any failure to ask means "cannot say"."""
+    if deps.lookup is None:
+        return LookupUnavailable(ErrorInfo(code="lookup_unavailable", message="no lookup"))
+    try:
+        return await deps.lookup.lookup(payment_id)
+    except Exception as exc:  # the port must not raise; if it does, nothing is known
+        log.exception("charge lookup failed", extra={"payment_id": payment_id})
+        return LookupUnavailable(ErrorInfo(code="lookup_failed", message=type(exc).__name__))
 
 
 async def park_invalid(

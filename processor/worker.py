@@ -119,6 +119,7 @@ class Worker:
                 clock=SystemClock(),
                 lease_seconds=settings.lease_seconds,
                 gateway_down=lambda: self.circuit.state is not CircuitState.CLOSED,
+                lookup=gateway,
             )
             self._consumer = PaymentConsumer(
                 deps, settings.poison_threshold, on_outcome=self._on_outcome

@@ -9,8 +9,14 @@ order Dramatiq's ``Retries`` middleware uses: is it retryable at all? -> are att
      +-- Declined     402, a final business answer         -> Decline (never retried or parked)
      +-- Rejected     400/404/409/422, the request is wrong -> Park(gateway_rejected)
      +-- Transient    timeout, connection error, 429, 5xx,  -> Retry(delay) while attempts last,
-                      401/403 (our credentials, not the       then Park(retries_exhausted)
-                      message's fault)
+                      401/403 (our credentials, not the       then Park(retries_exhausted), or
+                      message's fault)                        LookUp when the last one is in doubt
+
+An answer is *in doubt* when the request may have reached the gateway and its answer was lost
+(``in_doubt``): the gateway may have charged. On the last attempt such an answer is not parked
+blind; the worker asks the gateway (``LookUp``) and ``settle`` turns the lookup into
+Succeed (it had charged), Park(retries_exhausted) (it had not) or Hold (it cannot say now:
+status ``unknown``, DLQ reason ``outcome_unknown``, settled later by the reconciler).
 """
 
 from __future__ import annotations
@@ -165,7 +171,64 @@ class Park:
     error: ErrorInfo
 
 
-Decision = Succeed | Decline | Retry | Park
+@dataclass(frozen=True, slots=True)
+class LookUp:
+    """The last attempt ended in doubt: ask the gateway whether it charged before deciding."""
+
+    error: ErrorInfo
+
+
+Decision = Succeed | Decline | Retry | Park | LookUp
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Nobody can say yet whether the gateway charged: status ``unknown``, never failed."""
+
+    error: ErrorInfo
+
+
+Settlement = Succeed | Park | Hold
+"""What a lookup of an in-doubt payment decides."""
+
+
+_IN_DOUBT_KINDS = frozenset(
+    {
+        TransientKind.TIMEOUT,
+        TransientKind.CONNECTION,
+        TransientKind.SERVER_ERROR,
+        TransientKind.PENDING_AT_GATEWAY,
+        TransientKind.UNEXPECTED_ANSWER,
+    }
+)
+"""Failures after which the gateway may hold a charge: the request was (or may have been)
+delivered and no final answer came back. A 5xx is included because a proxy in front of the
+gateway answers 502/503/504 for a request the gateway may have processed; a 2xx that is not
+a recognisable charge is a gateway answer we cannot read. Not in doubt: ``CONNECT_FAILED``
+(nothing was sent), ``RATE_LIMITED`` and ``GATEWAY_AUTH`` (the gateway refused the request
+before processing it)."""
+
+
+def in_doubt(answer: GatewayAnswer) -> bool:
+    """True when the gateway may have charged although ``answer`` is not a charge."""
+    return isinstance(answer, Transient) and answer.kind in _IN_DOUBT_KINDS
+
+
+def settle(lookup: LookupAnswer, error: ErrorInfo) -> Settlement:
+    """Decide an in-doubt payment from a lookup; ``error`` is the failure that raised the doubt.
+
+    A charge found is a success, whatever the lost answer said: a charged payment is never
+    reported as failed. No charge found means the payment is known not to be charged and may
+    be parked (and replayed) safely.
+    """
+    match lookup:
+        case LookupCharged(charge_id=charge_id):
+            return Succeed(charge_id)
+        case LookupNoCharge():
+            return Park(ParkReason.RETRIES_EXHAUSTED, error)
+        case LookupUnavailable():
+            return Hold(error)
+    raise AssertionError(lookup)  # pragma: no cover
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +283,8 @@ class RetryPolicy:
                 if gateway_down:
                     return Retry(self.delay_for(1, retry_after), attempt, error, spared=True)
                 if attempt >= self.max_attempts:
+                    if in_doubt(answer):
+                        return LookUp(error)
                     return Park(ParkReason.RETRIES_EXHAUSTED, error)
                 return Retry(self.delay_for(attempt, retry_after), attempt + 1, error)
 

@@ -25,6 +25,8 @@ class EntryStatus(StrEnum):
     REPLAYING = "replaying"
     REPLAYED = "replayed"
     DISCARDED = "discarded"
+    RESOLVED = "resolved"
+    """Settled by reconciliation: the gateway had charged the payment, nothing to replay."""
 
 
 class Role(StrEnum):
@@ -151,6 +153,12 @@ class DlqStats(BaseModel):
     oldest_parked_at: datetime | None
     oldest_parked_age_seconds: float | None
     queue: QueueStats
+    unknown_payments: int = Field(
+        default=0, description="payments whose outcome is unknown (the gateway may have charged)"
+    )
+    oldest_unknown_age_seconds: float | None = Field(
+        default=None, description="how long the oldest unknown payment has been unknown"
+    )
 
 
 class DlqGroup(BaseModel):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 
 class PaymentStatus(StrEnum):
@@ -14,6 +15,9 @@ class PaymentStatus(StrEnum):
     PENDING = "pending"
     PROCESSING = "processing"
     RETRYING = "retrying"
+    UNKNOWN = "unknown"
+    """The last attempt's answer was lost and no lookup could tell yet whether the gateway
+    charged: not final, never announced as failed; the reconciler settles it."""
     SUCCEEDED = "succeeded"
     DECLINED = "declined"
     DEAD_LETTERED = "dead_lettered"
@@ -35,6 +39,8 @@ class ParkReason(StrEnum):
     GATEWAY_REJECTED = "gateway_rejected"
     INVALID_MESSAGE = "invalid_message"
     POISON = "poison"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    """The gateway may have charged and could not say: never replayed until a lookup settles it."""
 
 
 class ErrorInfo(BaseModel):
@@ -57,6 +63,16 @@ class PaymentResult(BaseModel):
     gateway_charge_id: str | None = None
     error: ErrorInfo | None = None
     processed_at: datetime
+    reconciled: bool = False
+    """True when the outcome was settled by a gateway lookup after the charge's own answer
+    was lost; serialised only when true, so other outcomes keep their shape."""
+
+    @model_serializer(mode="wrap")
+    def _drop_unreconciled(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not self.reconciled:
+            data.pop("reconciled", None)
+        return data
 
 
 class RetryScheduled(BaseModel):

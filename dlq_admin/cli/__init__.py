@@ -25,12 +25,15 @@ from dlq_admin.cli.serve import cmd_admin
 
 __all__ = ["register"]
 
-REASONS = ("retries_exhausted", "gateway_rejected", "invalid_message", "poison")
-STATUSES = ("parked", "replaying", "replayed", "discarded")
+REASONS = ("retries_exhausted", "gateway_rejected", "invalid_message", "poison", "outcome_unknown")
+STATUSES = ("parked", "replaying", "replayed", "discarded", "resolved")
 
 
 def register(subparsers: Any) -> None:
-    """Add ``admin`` and ``dlq`` to the ``payproc`` command line."""
+    """Add ``admin``, ``dlq`` and ``reconcile`` to the ``payproc`` command line."""
+    from dlq_admin.cli.reconcile import register as register_reconcile
+
+    register_reconcile(subparsers)
     admin = subparsers.add_parser(
         "admin", help="serve the admin API and index the DLQ (needs PAYPROC_ADMIN_TOKEN)"
     )

@@ -12,7 +12,7 @@ from typing import Protocol
 from processor.adapters.http_gateway import HttpGateway
 from processor.config import ConfigError, Settings
 from processor.logs import register_secret
-from processor.ports import Gateway
+from processor.ports import ChargeLookup, Gateway
 
 STRIPE_LIVE_RATE_LIMIT = 80.0
 """Default gateway requests per second with a live key: Stripe's documented limit is 100
@@ -22,7 +22,7 @@ STRIPE_TEST_RATE_LIMIT = 20.0
 """Default with a test-mode key: Stripe allows 25 operations per second in test mode."""
 
 
-class GatewayAdapter(Gateway, Protocol):
+class GatewayAdapter(Gateway, ChargeLookup, Protocol):
     async def aclose(self) -> None: ...
 
 

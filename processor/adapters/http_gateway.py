@@ -1,10 +1,13 @@
-"""The gateway adapter: ``POST {GATEWAY_URL}/v1/charges`` over httpx.
+"""The gateway adapter: ``POST {GATEWAY_URL}/v1/charges`` (and the lookup
+``GET /v1/charges?idempotency_key=``) over httpx.
 
 With a hundred requests in flight, httpx's default transport spends more CPU per request
 than the rest of the worker, so the adapter sends its requests through ``LeanTransport`` (an
 httpx transport over asyncio and httptools, see ``lean_http``) and keeps httpx's API (respx
 tests inject their own transport). Every httpx error is translated here into a
 ``GatewayAnswer``: the retry policy never sees an httpx type.
+The adapter reports what happened on the wire (``wire_failure``: not connected, sent
+without an answer, dropped); the policy decides whether that leaves the charge in doubt.
 
 tenacity gives connection errors (nothing was sent, so nothing can have been charged) a
 short, bounded in-process retry before the queue-level ladder takes over.
@@ -24,11 +27,13 @@ from tenacity import (
     wait_exponential,
 )
 
+from processor.adapters.gateway_lookup import interpret_lookup, lookup_unavailable
 from processor.adapters.lean_http import LeanTransport
 from retry.policy import (
     Charged,
     Declined,
     GatewayAnswer,
+    LookupAnswer,
     Rejected,
     StatusClass,
     Transient,
@@ -68,6 +73,7 @@ class HttpGateway:
     ) -> None:
         self._transport = transport or default_transport(max_connections)
         self._url = httpx.URL(base_url.rstrip("/") + "/v1/charges")
+        self._lookup_url = self._url
         self._timeout = timeout
         self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
         self._connect_retries = connect_retries
@@ -79,6 +85,9 @@ class HttpGateway:
         request = httpx.Request(
             "POST", self._url, content=body, headers=headers, extensions=self._extensions
         )
+        return await self._send(request)
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
         # A guard over the whole exchange: the transport's timeouts are per socket read.
         async with asyncio.timeout(self._timeout * 2 + 1):
             response = await self._transport.handle_async_request(request)
@@ -117,24 +126,56 @@ class HttpGateway:
                 orjson.dumps(request.gateway_body()), headers
             )
         except (httpx.HTTPError, TimeoutError) as exc:
-            if _timed_out(exc):
-                return Transient(
-                    TransientKind.TIMEOUT, ErrorInfo(code="gateway_timeout", message=_why(exc))
-                )
-            return Transient(
-                TransientKind.CONNECTION,
-                ErrorInfo(code="gateway_unreachable", message=_why(exc)),
-            )
+            kind = wire_failure(exc)
+            return Transient(kind, ErrorInfo(code=_FAILURE_CODES[kind], message=_why(exc)))
         return interpret_response(response.status_code, response.content, response.headers)
+
+    async def lookup(self, payment_id: str) -> LookupAnswer:
+        """``GET /v1/charges?idempotency_key=<payment_id>``: did a charge with that key succeed?"""
+        request = httpx.Request(
+            "GET",
+            self._lookup_url.copy_merge_params({"idempotency_key": payment_id}),
+            extensions=self._extensions,
+        )
+        try:
+            response = await self._send(request)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            return lookup_unavailable("gateway_lookup_failed", _why(exc))
+        return interpret_lookup(response.status_code, response.content)
+
+
+_FAILURE_CODES = {
+    TransientKind.CONNECT_FAILED: "gateway_unreachable",
+    TransientKind.TIMEOUT: "gateway_timeout",
+    TransientKind.CONNECTION: "gateway_connection_lost",
+}
+
+_NOTHING_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+)
+"""Errors raised before a byte of the request left: no connection, or none free."""
+
+
+def wire_failure(exc: BaseException) -> TransientKind:
+    """What a transport error says happened to the request (pure; exposed for tests).
+
+    ``CONNECT_FAILED``: no connection, nothing sent. ``TIMEOUT``: sent (or possibly sent),
+    no answer in time. ``CONNECTION``: the connection broke while the request was or may have
+    been on the wire (a read error, the server closing mid-answer, a malformed answer).
+    """
+    if isinstance(exc, _NOTHING_SENT):
+        return TransientKind.CONNECT_FAILED
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return TransientKind.TIMEOUT
+    return TransientKind.CONNECTION
 
 
 def _connect_failed(exc: BaseException) -> bool:
     """No connection was made, so nothing was sent: safe to try again at once."""
     return isinstance(exc, httpx.ConnectError)
-
-
-def _timed_out(exc: BaseException) -> bool:
-    return isinstance(exc, httpx.TimeoutException | TimeoutError)
 
 
 def interpret_response(status: int, content: bytes, headers: Any) -> GatewayAnswer:

@@ -11,6 +11,8 @@ final result (succeeded, declined,           ``OK`` with ``status``; ``error`` s
 dead_lettered)                               declined and dead-lettered payments
 schema violation                             ``INVALID_ARGUMENT``, the message names the field
 no final result before the deadline          ``DEADLINE_EXCEEDED``; the payment continues
+(also an ``unknown`` outcome: never a         (``GetPayment`` shows ``UNKNOWN`` until the
+failure; it may have been charged)            reconciler settles it)
 deadline too short to submit at all          ``DEADLINE_EXCEEDED``; nothing was submitted
 broker refused / unreachable                 ``UNAVAILABLE``; charging again is safe
 ==========================================  ==================================================

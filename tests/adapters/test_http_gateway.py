@@ -193,7 +193,7 @@ async def test_connect_error_is_retried_in_process_then_transient(
     route = charges(router, side_effect=httpx.ConnectError("refused"))
     answer = await gateway.charge(make_request())
     assert isinstance(answer, Transient)
-    assert answer.kind is TransientKind.CONNECTION
+    assert answer.kind is TransientKind.CONNECT_FAILED
     assert route.call_count == 1 + CONNECT_RETRIES
 
 
@@ -355,15 +355,15 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_default_transport_reports_a_refused_connection_as_connection_error() -> None:
-    """A refused connection is a connection error, not a timeout."""
+async def test_default_transport_reports_a_refused_connection_as_connect_failed() -> None:
+    """A refused connection is a failed connect (nothing sent), not a timeout."""
     client = HttpGateway(f"http://127.0.0.1:{closed_port()}", 1.0)
     try:
         answer = await client.charge(make_request())
     finally:
         await client.aclose()
     assert isinstance(answer, Transient)
-    assert answer.kind is TransientKind.CONNECTION
+    assert answer.kind is TransientKind.CONNECT_FAILED
     assert answer.error.code == "gateway_unreachable"
 
 

@@ -97,6 +97,8 @@ class Report:
     parked_by_reason: Counter[str]
     lost: list[str]
     double_charged: list[str]
+    charged_not_succeeded: list[str]
+    """Keys the gateway's ledger charged whose payment did not end ``succeeded``."""
     gateway_requests: int
     charges: int
     queue_leftovers: dict[str, tuple[int, int]]
@@ -117,6 +119,7 @@ class Report:
             ("charges", self.charges),
             ("lost", len(self.lost)),
             ("double-charged", len(self.double_charged)),
+            ("charged, not succeeded", len(self.charged_not_succeeded)),
             ("card numbers found", len(self.card_numbers_found)),
             ("queues not empty", len(self.queue_leftovers)),
             ("time to drain (s)", f"{self.drain_seconds:.1f}"),
@@ -483,6 +486,9 @@ class ChaosRun:
             parked_by_reason=reasons,
             lost=lost,
             double_charged=list(stats["double_charged"]),
+            charged_not_succeeded=sorted(
+                key for key in stats["charges_by_key"] if status_of.get(key) != "succeeded"
+            ),
             gateway_requests=int(stats["requests"]),
             charges=int(stats["charges"]),
             queue_leftovers=await self.stable_leftovers(),
@@ -514,9 +520,13 @@ class ChaosRun:
 
 
 def assert_invariants(report: Report, run: ChaosRun) -> None:
-    """The promise: every payment final exactly once, none lost, none charged twice."""
+    """The promise: every payment final exactly once, none lost, none charged twice, and
+    every payment the gateway charged ends ``succeeded`` (checked against its ledger)."""
     assert report.lost == [], f"lost payments: {report.lost[:5]}"
     assert report.double_charged == [], f"double charges: {report.double_charged[:5]}"
+    assert report.charged_not_succeeded == [], (
+        f"charged at the gateway but not succeeded: {report.charged_not_succeeded[:5]}"
+    )
     final = report.status["succeeded"] + report.status["declined"] + report.status["dead_lettered"]
     assert final == report.published_payments
     parked_payments = report.status["dead_lettered"]

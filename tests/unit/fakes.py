@@ -22,7 +22,7 @@ from processor.ports import (
     ParkNotice,
     PaymentSnapshot,
 )
-from retry.policy import GatewayAnswer
+from retry.policy import GatewayAnswer, LookupAnswer, LookupNoCharge
 from schemas.outcome import ErrorInfo, ParkReason, PaymentResult, PaymentStatus, RetryScheduled
 from schemas.payment import PaymentRequest
 
@@ -74,6 +74,9 @@ class FakeGateway:
         self.journal = journal or Journal()
         self.during_charge = during_charge
         self.traceparents: list[str | None] = []
+        self.lookup_answers: list[LookupAnswer] = []
+        """Scripted lookup answers, one per lookup; none left: "no charge"."""
+        self.lookups: list[str] = []
 
     async def charge(
         self, request: PaymentRequest, traceparent: str | None = None
@@ -86,6 +89,10 @@ class FakeGateway:
         if not self.answers:
             raise AssertionError("the gateway was called more often than the test scripted")
         return self.answers.pop(0)
+
+    async def lookup(self, payment_id: str) -> LookupAnswer:
+        self.lookups.append(payment_id)
+        return self.lookup_answers.pop(0) if self.lookup_answers else LookupNoCharge()
 
 
 @dataclass

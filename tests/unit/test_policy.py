@@ -174,18 +174,18 @@ def test_transient_answer_is_retried_up_to_the_attempt_before_the_budget() -> No
     assert decision == Retry(600.0, 6, ERROR)
 
 
+def not_sent() -> Transient:
+    return Transient(TransientKind.CONNECT_FAILED, ERROR)
+
+
 def test_transient_answer_parks_exactly_at_max_attempts() -> None:
     """The failed attempt number max_attempts parks with reason retries_exhausted."""
-    assert policy(max_attempts=6).decide(transient(), 6) == Park(
-        ParkReason.RETRIES_EXHAUSTED, ERROR
-    )
+    assert policy(max_attempts=6).decide(not_sent(), 6) == Park(ParkReason.RETRIES_EXHAUSTED, ERROR)
 
 
 def test_single_attempt_budget_parks_the_first_transient() -> None:
     """With max_attempts=1 a transient failure is never retried."""
-    assert policy(max_attempts=1).decide(transient(), 1) == Park(
-        ParkReason.RETRIES_EXHAUSTED, ERROR
-    )
+    assert policy(max_attempts=1).decide(not_sent(), 1) == Park(ParkReason.RETRIES_EXHAUSTED, ERROR)
 
 
 # ---- parse_delays and validation ---------------------------------------------------------

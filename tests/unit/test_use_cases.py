@@ -47,7 +47,9 @@ class World:
 
     @property
     def deps(self) -> Deps:
-        return Deps(self.gateway, self.store, self.publisher, POLICY, self.clock, LEASE)
+        return Deps(
+            self.gateway, self.store, self.publisher, POLICY, self.clock, LEASE, lookup=self.gateway
+        )
 
     def script(self, *answers: GatewayAnswer) -> None:
         self.gateway.answers.extend(answers)
