@@ -7,10 +7,13 @@ returns the worker's answer as a ``PaymentResult``. The request travels the asyn
 unchanged: retries, the DLQ and idempotency on ``payment_id`` all apply, and retry copies
 carry ``reply_to``, so the answer arrives whenever the payment becomes final.
 
-The worker replies only with *final* results (``succeeded``, ``declined``, ``dead_lettered``),
+The worker replies with *final* results (``succeeded``, ``declined``, ``dead_lettered``),
 also to duplicates of an already final payment; ``retry_scheduled`` produces an event, never a
 reply. A ``dead_lettered`` result is returned, not raised: the payment was processed and
-parked for an operator, and ``result.error`` says why.
+parked for an operator, and ``result.error`` says why. An ``unknown`` reply (the gateway's
+answer was lost and it cannot say yet whether it charged) is not an answer: the call keeps
+waiting, and either the settled result (sent by the reconciler) or ``ChargeTimeout`` ends it,
+so an unknown outcome is never reported as a failure.
 
 Many concurrent calls share one connection, one channel and one reply queue; replies are
 matched by ``correlation_id``. A reply nobody waits for any more (its call timed out) or with
@@ -97,6 +100,8 @@ class RpcStats:
     timeouts: int = 0
     dropped: int = 0
     """Replies with an unknown or expired ``correlation_id`` (late replies included)."""
+    pending: int = 0
+    """``unknown`` replies: the outcome is not settled yet and the call kept waiting."""
 
 
 UnmatchedListener = Callable[[AbstractIncomingMessage], None]
@@ -296,11 +301,19 @@ class RpcClient:
             )
             call.future.set_exception(RpcError(f"payment {call.payment_id}: unreadable reply"))
             return
-        if result.payment_id != call.payment_id or not result.status.is_final:
-            # Not the answer this call waits for; the worker sends only final results.
+        if result.payment_id != call.payment_id:
             self.stats.dropped += 1
             log.warning(
-                "ignoring a reply that does not answer its call",
+                "ignoring a reply about another payment",
+                extra={"payment_id": call.payment_id, "reply_payment_id": result.payment_id},
+            )
+            return
+        if not result.status.is_final:
+            # Expected, not a fault: the settled result follows, or the call times out.
+            self.stats.pending += 1
+            log.info(
+                "payment outcome unknown for now (the gateway cannot say yet whether it "
+                "charged): still waiting for the settled result",
                 extra={"payment_id": call.payment_id, "status": result.status.value},
             )
             return
