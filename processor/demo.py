@@ -162,7 +162,7 @@ async def _demo(count: int, *, keep: bool, gateway: str = "payproc") -> int:
             )
             finishing = progress.add_task("payments in a final state", total=len(payments))
             while True:
-                final = await _count_final(engine)
+                final = await _count_settled(engine)
                 progress.update(finishing, completed=final)
                 if final >= len(payments):
                     break
@@ -173,14 +173,19 @@ async def _demo(count: int, *, keep: bool, gateway: str = "payproc") -> int:
                     console.print("[red]the worker exited; see .payproc/demo-processes.log[/red]")
                     return 1
                 await asyncio.sleep(0.25)
-        elapsed = time.monotonic() - started
         rows = await _statuses(engine)
-        expected_parked = len(INVALID_MESSAGES) + rows["status"]["dead_lettered"]
+        in_doubt = rows["status"]["unknown"]
+        if in_doubt:
+            # The answer to a last attempt was lost and the lookup could not say either: the
+            # operator's tool settles them (the admin service does it continuously).
+            rows = await _reconcile(env, engine, logs)
+        elapsed = time.monotonic() - started
+        expected_parked = len(INVALID_MESSAGES) + rows["status"]["dead_lettered"] + in_doubt
         parked = await _browse_dlq(connection, names.dlq, expected_parked)
         async with httpx.AsyncClient() as client:
             answer = await client.get(gateway_url + "/_stats", params={"summary": "1"})
         stats = answer.json()
-        return _report(rows, parked, stats, len(payments), len(INVALID_MESSAGES), elapsed)
+        return _report(rows, parked, stats, len(payments), len(INVALID_MESSAGES), elapsed, in_doubt)
     finally:
         for proc in reversed(processes):
             if proc.poll() is None:
@@ -224,14 +229,30 @@ async def _wait_http(url: str) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def _count_final(engine: Any) -> int:
+async def _count_settled(engine: Any) -> int:
+    """Payments the worker is done with: final, or ``unknown`` (waiting for a lookup)."""
     async with engine.connect() as conn:
         result = await conn.execute(
             select(func.count()).where(
-                _PAYMENTS.c.status.in_(["succeeded", "declined", "dead_lettered"])
+                _PAYMENTS.c.status.in_(["succeeded", "declined", "dead_lettered", "unknown"])
             )
         )
         return int(result.scalar_one())
+
+
+async def _reconcile(env: dict[str, str], engine: Any, logs: Any) -> dict[str, Counter[str]]:
+    """Run ``payproc reconcile`` (a few times: the demo gateway fails lookups too) until no
+    payment is ``unknown``; returns the statuses afterwards."""
+    rows = await _statuses(engine)
+    for _ in range(20):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "processor", "reconcile", env=env, stdout=logs, stderr=logs
+        )
+        await proc.wait()
+        rows = await _statuses(engine)
+        if not rows["status"]["unknown"]:
+            break
+    return rows
 
 
 async def _statuses(engine: Any) -> dict[str, Counter[str]]:
@@ -271,6 +292,7 @@ def _report(
     payments: int,
     invalid: int,
     elapsed: float,
+    in_doubt: int = 0,
 ) -> int:
     status = rows["status"]
     double = len(stats.get("double_charged", []))
@@ -282,12 +304,16 @@ def _report(
     table.add_row("succeeded", str(status["succeeded"]))
     table.add_row("declined", str(status["declined"]))
     table.add_row("retried at least once", str(rows["retried"]["retried"]))
+    if in_doubt:
+        table.add_row("answer lost, settled by `payproc reconcile`", str(in_doubt))
     for reason, n in sorted(parked.items()):
         table.add_row(f"parked in DLQ: {reason}", str(n))
     table.add_row("gateway requests", str(stats.get("requests")))
     table.add_row("charges made", str(stats.get("charges")))
     table.add_row("double charges", f"[{'green' if double == 0 else 'red'}]{double}[/]")
     console.print(table)
+    if status["unknown"]:
+        console.print(f"[red]{status['unknown']} payments still have an unknown outcome[/red]")
     accounted = status["succeeded"] + status["declined"] + status["dead_lettered"]
     console.print(
         "Parked messages stay in the DLQ: browse and replay them with `payproc admin` and "

@@ -29,6 +29,11 @@ class Envelope:
         return _int_header(self.headers.get(h.ATTEMPT))
 
     @property
+    def in_doubt(self) -> bool:
+        """An earlier attempt of this payment ended in doubt (``x-payproc-in-doubt``)."""
+        return _int_header(self.headers.get(h.IN_DOUBT)) > 0
+
+    @property
     def deferrals(self) -> int:
         return _int_header(self.headers.get(h.DEFERRED))
 

@@ -167,9 +167,15 @@ def park_id_for_body(body: bytes, reason: str) -> str:
 
 class Publisher(Protocol):
     async def schedule_retry(
-        self, envelope: Envelope, delay: float, attempt: int, deferred: bool = False
+        self,
+        envelope: Envelope,
+        delay: float,
+        attempt: int,
+        deferred: bool = False,
+        in_doubt: bool = False,
     ) -> None:
-        """Publish a copy to the retry queue for ``delay`` (confirmed, mandatory)."""
+        """Publish a copy to the retry queue for ``delay`` (confirmed, mandatory); ``in_doubt``
+        marks the copy: an attempt of this payment may have been charged."""
         ...
 
     async def park(self, envelope: Envelope, notice: ParkNotice) -> None:

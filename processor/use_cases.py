@@ -142,7 +142,9 @@ async def process_payment(
     traceparent = envelope.traceparent
     answer = await deps.gateway.charge(request, child_of(traceparent) if traceparent else None)
     finished_at = deps.clock.now()
-    decision = deps.policy.decide(answer, attempt, gateway_down=deps.gateway_down())
+    decision = deps.policy.decide(
+        answer, attempt, gateway_down=deps.gateway_down(), doubted_before=envelope.in_doubt
+    )
     record = AttemptRecord(
         attempt=attempt,
         started_at=started_at,
@@ -191,7 +193,9 @@ async def process_payment(
                 await deps.publisher.reply(envelope, snapshot.result())
                 return Handled(Outcome.DUPLICATE, gateway_called=True, transient=transient)
             await _together(
-                deps.publisher.schedule_retry(envelope, delay, decision.attempts_counted),
+                deps.publisher.schedule_retry(
+                    envelope, delay, decision.attempts_counted, in_doubt=decision.in_doubt
+                ),
                 deps.publisher.publish_event(
                     RetryScheduled(
                         payment_id=payment_id,

@@ -158,6 +158,9 @@ class Retry:
     error: ErrorInfo
     spared: bool = False
     """True when the attempt does not count against the budget (the gateway is known down)."""
+    in_doubt: bool = False
+    """This attempt or an earlier one may have charged: the payment's last attempt, however
+    it fails, ends in a lookup (the retry copy carries the mark)."""
 
     @property
     def attempts_counted(self) -> int:
@@ -264,13 +267,22 @@ class RetryPolicy:
         return self.delays[min(index, len(self.delays) - 1)]
 
     def decide(
-        self, answer: GatewayAnswer, attempt: int, *, gateway_down: bool = False
+        self,
+        answer: GatewayAnswer,
+        attempt: int,
+        *,
+        gateway_down: bool = False,
+        doubted_before: bool = False,
     ) -> Decision:
         """What to do after gateway attempt number ``attempt`` (1-based) gave ``answer``.
 
         ``gateway_down`` (the worker's circuit breaker is open or probing) means a transient
         failure says nothing about this payment: it is retried without spending its budget,
         so an outage longer than the whole ladder cannot park the backlog.
+
+        ``doubted_before``: an earlier attempt ended in doubt. Its charge may exist although
+        this attempt failed plainly (a 429 or a refused connection is answered before the
+        gateway looks at the idempotency key), so exhausting the budget asks the gateway first.
         """
         match answer:
             case Charged(charge_id=charge_id):
@@ -280,13 +292,18 @@ class RetryPolicy:
             case Rejected(error=error, park_reason=reason):
                 return Park(reason, error)
             case Transient(error=error, retry_after=retry_after):
+                doubt = doubted_before or in_doubt(answer)
                 if gateway_down:
-                    return Retry(self.delay_for(1, retry_after), attempt, error, spared=True)
+                    return Retry(
+                        self.delay_for(1, retry_after), attempt, error, spared=True, in_doubt=doubt
+                    )
                 if attempt >= self.max_attempts:
-                    if in_doubt(answer):
+                    if doubt:
                         return LookUp(error)
                     return Park(ParkReason.RETRIES_EXHAUSTED, error)
-                return Retry(self.delay_for(attempt, retry_after), attempt + 1, error)
+                return Retry(
+                    self.delay_for(attempt, retry_after), attempt + 1, error, in_doubt=doubt
+                )
 
 
 def parse_delays(text: str) -> tuple[float, ...]:

@@ -14,6 +14,9 @@ REPLAY_OF = "x-payproc-replay-of"
 """Id of the DLQ entry this message is a replay of."""
 
 DEFERRED = "x-payproc-deferred"
+IN_DOUBT = "x-payproc-in-doubt"
+"""Set on retry copies once an attempt of the payment ended in doubt (the gateway may have
+charged): a later attempt that fails, whatever the failure, ends in a lookup, not a park."""
 """How many times the message was deferred because another worker held the payment."""
 
 PARK_ID = "x-payproc-park-id"

@@ -140,10 +140,17 @@ class AmqpPublisher:
         )
 
     async def schedule_retry(
-        self, envelope: Envelope, delay: float, attempt: int, deferred: bool = False
+        self,
+        envelope: Envelope,
+        delay: float,
+        attempt: int,
+        deferred: bool = False,
+        in_doubt: bool = False,
     ) -> None:
         headers = carried_headers(envelope.headers)
         headers[h.ATTEMPT] = attempt
+        if in_doubt:
+            headers[h.IN_DOUBT] = 1
         if deferred:
             headers[h.DEFERRED] = envelope.deferrals + 1
         message = self._copy(envelope, headers, envelope.body)

@@ -239,6 +239,7 @@ class ScheduledRetry:
     delay: float
     attempt: int
     deferred: bool
+    in_doubt: bool = False
 
 
 @dataclass(frozen=True)
@@ -259,10 +260,15 @@ class FakePublisher:
     replies: list[Reply] = field(default_factory=list)
 
     async def schedule_retry(
-        self, envelope: Envelope, delay: float, attempt: int, deferred: bool = False
+        self,
+        envelope: Envelope,
+        delay: float,
+        attempt: int,
+        deferred: bool = False,
+        in_doubt: bool = False,
     ) -> None:
         self.journal.add("publish.retry")
-        self.retries.append(ScheduledRetry(envelope, delay, attempt, deferred))
+        self.retries.append(ScheduledRetry(envelope, delay, attempt, deferred, in_doubt))
 
     async def park(self, envelope: Envelope, notice: ParkNotice) -> None:
         self.journal.add("publish.park")

@@ -91,9 +91,12 @@ def test_last_attempt_looks_up_only_when_in_doubt(kind: TransientKind, doubtful:
 
 
 def test_earlier_in_doubt_attempts_are_simply_retried() -> None:
-    """Before the last attempt a retry with the same key settles the doubt by itself."""
+    """Before the last attempt a retry with the same key settles the doubt by itself (the copy
+    is marked in doubt, in case the later attempts fail before the gateway reads the key)."""
     policy = RetryPolicy((1.0, 5.0), max_attempts=3)
-    assert policy.decide(Transient(TransientKind.TIMEOUT, LOST), 1) == Retry(1.0, 2, LOST)
+    assert policy.decide(Transient(TransientKind.TIMEOUT, LOST), 1) == Retry(
+        1.0, 2, LOST, in_doubt=True
+    )
 
 
 def test_settle_maps_each_lookup_answer() -> None:
@@ -208,3 +211,61 @@ async def test_an_unknown_payment_redelivered_is_charged_again_with_its_key(worl
     handled = await run(world, request, attempt=POLICY.max_attempts - 1)
     assert handled.outcome is Outcome.SUCCEEDED
     assert world.store.rows[request.key].gateway_charge_id == "ch_late"
+
+
+# ---- doubt carried across attempts ----------------------------------------------------------
+
+RATE_LIMITED = Transient(
+    TransientKind.RATE_LIMITED, ErrorInfo(code="rate_limit", message="429"), http_status=429
+)
+
+
+def test_a_plain_failure_after_an_in_doubt_attempt_still_ends_in_a_lookup() -> None:
+    """An earlier lost answer may hide a charge: a 429 on the last attempt asks the gateway."""
+    last = POLICY.max_attempts
+    assert POLICY.decide(RATE_LIMITED, last) == Park(
+        ParkReason.RETRIES_EXHAUSTED, RATE_LIMITED.error
+    )
+    assert POLICY.decide(RATE_LIMITED, last, doubted_before=True) == LookUp(RATE_LIMITED.error)
+
+
+def test_the_retry_of_an_in_doubt_attempt_carries_the_doubt() -> None:
+    """The mark is set by the doubtful attempt and kept by later plain failures."""
+    first = POLICY.decide(lost_answer(), 1)
+    assert isinstance(first, Retry)
+    assert first.in_doubt
+    later = POLICY.decide(RATE_LIMITED, 2, doubted_before=True)
+    assert isinstance(later, Retry)
+    assert later.in_doubt
+    plain = POLICY.decide(RATE_LIMITED, 2)
+    assert isinstance(plain, Retry)
+    assert not plain.in_doubt
+
+
+async def test_a_charge_hidden_by_an_earlier_lost_answer_is_found_on_the_last_attempt(
+    world: World,
+) -> None:
+    """Attempt 1 charged and lost its answer; the last attempt is refused with a 429 before the
+    gateway reads the key: the lookup finds the charge and the payment succeeds."""
+    request = make_request()
+    world.script(lost_answer())
+    await run(world, request, attempt=0)
+    [retry] = world.publisher.retries
+    assert retry.in_doubt
+
+    world.script(RATE_LIMITED)
+    world.gateway.lookup_answers.append(LookupCharged("ch_early"))
+    doubtful = envelope_for(request, attempt=POLICY.max_attempts - 1)
+    marked = type(doubtful)(
+        body=doubtful.body,
+        headers={**doubtful.headers, "x-payproc-in-doubt": 1},
+        content_type=doubtful.content_type,
+        reply_to=doubtful.reply_to,
+        correlation_id=doubtful.correlation_id,
+        message_id=doubtful.message_id,
+    )
+    handled = await process_payment(request, marked, OWNER, world.deps)
+
+    assert handled.outcome is Outcome.SUCCEEDED
+    assert world.store.rows[request.key].gateway_charge_id == "ch_early"
+    assert "payment.dead_lettered" not in world.publisher.routing_keys

@@ -157,7 +157,7 @@ def test_rejected_answer_is_parked_as_gateway_rejected() -> None:
 
 def test_transient_answer_retries_with_the_next_attempt_number() -> None:
     """A transient failure on attempt n retries after the n-th delay as attempt n+1."""
-    assert policy().decide(transient(), 2) == Retry(5.0, 3, ERROR)
+    assert policy().decide(transient(), 2) == Retry(5.0, 3, ERROR, in_doubt=True)
 
 
 def test_transient_answer_passes_retry_after_to_the_delay() -> None:
@@ -171,7 +171,7 @@ def test_transient_answer_passes_retry_after_to_the_delay() -> None:
 def test_transient_answer_is_retried_up_to_the_attempt_before_the_budget() -> None:
     """Attempt max_attempts - 1 still retries: the budget is not exhausted one early."""
     decision = policy(max_attempts=6).decide(transient(), 5)
-    assert decision == Retry(600.0, 6, ERROR)
+    assert decision == Retry(600.0, 6, ERROR, in_doubt=True)
 
 
 def not_sent() -> Transient:
