@@ -130,7 +130,7 @@ class StripeState:
             "config": asdict(self.config),
         }
         if with_payments:
-            result["charges_by_payment"] = dict(self.charges_by_payment)
+            result["charges_by_key"] = dict(self.charges_by_payment)
         return result
 
 

@@ -140,7 +140,7 @@ async def test_a_stripe_worker_drains_every_kind_of_payment_under_faults(
     status = await run.statuses()
     async with httpx.AsyncClient() as client:
         ledger = (await client.get(run.gateway_url + "/_stats")).json()
-    charged = ledger["charges_by_payment"]
+    charged = ledger["charges_by_key"]
     assert all(count == 1 for count in charged.values())
     succeeded = {pid for pid in run.published.valid if status.get(pid) == "succeeded"}
     assert set(charged) == succeeded, "charged <=> succeeded"
