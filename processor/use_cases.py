@@ -63,8 +63,9 @@ class Deps:
     policy: RetryPolicy
     clock: Clock
     lease_seconds: float
-    gateway_down: Callable[[], bool] = field(default=lambda: False)
-    """True while the worker's circuit breaker holds the gateway for down."""
+    gateway_down: Callable[[PaymentRequest], bool] = field(default=lambda _request: False)
+    """True while the worker's circuit breaker holds the gateway for down for this payment
+    (open or probing, within its hold, the payment's merchant not isolated)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,7 @@ async def process_payment(
     traceparent = envelope.traceparent
     answer = await deps.gateway.charge(request, child_of(traceparent) if traceparent else None)
     finished_at = deps.clock.now()
-    decision = deps.policy.decide(answer, attempt, gateway_down=deps.gateway_down())
+    decision = deps.policy.decide(answer, attempt, gateway_down=deps.gateway_down(request))
     record = AttemptRecord(
         attempt=attempt,
         started_at=started_at,

@@ -1,0 +1,71 @@
+"""The per-worker rate limiter as a pure function of time: paced slots, a share, AIMD."""
+
+from __future__ import annotations
+
+from processor.protection.rate import MIN_SHARE, RateCore
+
+
+def slots(core: RateCore, count: int, now: float) -> list[float]:
+    return [core.reserve(now) for _ in range(count)]
+
+
+def test_slots_are_spaced_one_over_the_rate() -> None:
+    """100/s: a backlog of 100 requests is spread over one second (after a small burst)."""
+    core = RateCore(100.0, burst_seconds=0.05)
+    taken = slots(core, 106, now=10.0)
+    assert taken[:6] == [10.0] * 6  # 0.05 s of burst
+    assert abs(taken[-1] - 11.0) < 1e-9
+    gaps = {round(b - a, 9) for a, b in zip(taken[5:], taken[6:], strict=False)}
+    assert gaps == {0.01}
+
+
+def test_idle_time_does_not_bank_more_than_the_burst() -> None:
+    core = RateCore(100.0, burst_seconds=0.05)
+    slots(core, 10, now=0.0)
+    taken = slots(core, 20, now=100.0)
+    assert sum(1 for t in taken if t <= 100.0 + 1e-9) == 6
+
+
+def test_a_429_pauses_every_sender_until_retry_after_and_halves_the_rate() -> None:
+    core = RateCore(100.0)
+    slots(core, 5, now=0.0)
+    core.rate_limited(0.5, now=0.0)
+    assert core.rate == 50.0
+    assert core.pause_until == 0.5
+    assert core.reserve(0.1) >= 0.5
+
+
+def test_a_burst_of_429s_halves_the_rate_once() -> None:
+    """The answers of requests sent before the first 429 do not each halve the rate."""
+    core = RateCore(100.0, recovery_seconds=1e9)
+    for i in range(10):
+        core.rate_limited(0.2, now=i * 0.01)
+    assert round(core.rate, 6) == 50.0
+    assert core.limited == 10
+
+
+def test_the_rate_climbs_back_to_the_share_linearly() -> None:
+    core = RateCore(100.0, recovery_seconds=5.0)
+    core.rate_limited(0.1, now=0.0)
+    core.reserve(1.0)
+    assert abs(core.rate - 70.0) < 1e-9
+    core.reserve(100.0)
+    assert core.rate == 100.0
+
+
+def test_the_rate_never_falls_below_a_floor() -> None:
+    core = RateCore(100.0, recovery_seconds=1e9)
+    for i in range(20):
+        core.rate_limited(0.01, now=float(i))
+    assert round(core.rate, 6) == 100.0 * MIN_SHARE
+
+
+def test_a_new_share_lowers_the_rate_at_once() -> None:
+    """A second worker joined: the share halves and so does the pace."""
+    core = RateCore(200.0)
+    core.set_ceiling(100.0, now=0.0)
+    assert core.rate == 100.0
+    core.set_ceiling(200.0, now=0.0)
+    assert core.rate == 100.0  # up only gradually
+    core.reserve(5.0)
+    assert core.rate == 200.0
