@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from processor.protection.rate import MIN_SHARE, RateCore
 
 
@@ -15,7 +17,7 @@ def test_slots_are_spaced_one_over_the_rate() -> None:
     taken = slots(core, 106, now=10.0)
     assert taken[:6] == [10.0] * 6  # 0.05 s of burst
     assert abs(taken[-1] - 11.0) < 1e-9
-    gaps = {round(b - a, 9) for a, b in zip(taken[5:], taken[6:], strict=False)}
+    gaps = {round(b - a, 9) for a, b in itertools.pairwise(taken[5:])}
     assert gaps == {0.01}
 
 
