@@ -42,6 +42,8 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
+from processor import fake_faults
+
 __all__ = [
     "STATE_KEY",
     "FakeGatewayConfig",
@@ -84,6 +86,15 @@ class FakeGatewayConfig:
     by_amount: bool = True
     """Deterministic outcomes by ``amount % 1000`` (400, 401, 402, 403, 404, 409, 422)."""
     seed: int | None = None
+    # Gateway-protection knobs (see processor.fake_faults).
+    sticky_failure_share: float = 0.0
+    """Share of payment ids (stable, by hash) that get a 503 on every attempt."""
+    failing_merchants: list[str] = field(default_factory=list)
+    """Merchants whose every charge gets a 503."""
+    rate_limit: float = 0.0
+    """Requests/s accepted (token bucket); above it 429 with Retry-After. 0 = no limit."""
+    rate_limit_burst: float = 0.25
+    """Seconds' worth of requests the rate limit's bucket holds."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first knob whose value is out of range."""
@@ -102,6 +113,12 @@ class FakeGatewayConfig:
         seed = self.seed
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
             raise ValueError(f"seed must be an integer or null, got {seed!r}")
+        fake_faults.validate_knobs(
+            self.sticky_failure_share,
+            self.failing_merchants,
+            self.rate_limit,
+            self.rate_limit_burst,
+        )
 
 
 def _is_number(value: object) -> bool:
@@ -128,6 +145,7 @@ class GatewayState:
     charge_ids: dict[str, list[str]] = field(default_factory=dict)
     answers: Counter[int] = field(default_factory=Counter)
     stored: dict[str, StoredAnswer] = field(default_factory=dict)
+    faults: fake_faults.FaultState = field(default_factory=fake_faults.FaultState)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, init=False, repr=False)
     _lock_users: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
@@ -158,6 +176,7 @@ class GatewayState:
         self.charge_ids.clear()
         self.answers.clear()
         self.stored.clear()
+        self.faults.reset()
 
     def stats(self, *, with_keys: bool = True) -> dict[str, Any]:
         result: dict[str, Any] = {
@@ -167,6 +186,7 @@ class GatewayState:
             "double_charged": self.double_charged,
             "answers": {str(status): n for status, n in sorted(self.answers.items())},
             "config": asdict(self.config),
+            "protection": self.faults.stats(),
         }
         if with_keys:
             result["charges_by_key"] = dict(self.charges_by_key)
@@ -356,6 +376,15 @@ async def _charge(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     state.requests += 1
     config = state.config
+    wait = state.faults.admit(config.rate_limit, config.rate_limit_burst)
+    if wait is not None:
+        state.answers[429] += 1
+        return web.Response(
+            status=429,
+            body=_RATE_LIMITED.body,
+            content_type=_JSON,
+            headers={"Retry-After": f"{max(wait, 0.001):.3f}"},
+        )
     if config.latency > 0:
         await asyncio.sleep(config.latency)
         config = state.config
@@ -397,6 +426,10 @@ async def _charge(request: web.Request) -> web.StreamResponse:
     problem, charge = _validate_charge(body)
     if problem is not None:
         return _respond(state, problem)
+    if state.faults.sticky(
+        config.sticky_failure_share, config.failing_merchants, key, charge["merchant_id"]
+    ):
+        return _respond(state, _FAILURE)
 
     lose_answer = False
     async with state.key_lock(key):
@@ -607,6 +640,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=None, help="seed of the fault generator (reproducible chaos)"
     )
+    fake_faults.add_arguments(parser)
 
 
 def config_from_args(ns: argparse.Namespace) -> FakeGatewayConfig:
@@ -632,6 +666,7 @@ def config_from_args(ns: argparse.Namespace) -> FakeGatewayConfig:
         outage=bool(ns.outage),
         by_amount=not ns.no_by_amount,
         seed=ns.seed,
+        **fake_faults.knobs_from_args(ns),
     )
 
 
