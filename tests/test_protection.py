@@ -15,7 +15,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +228,7 @@ async def test_the_rate_limit_is_shared_by_every_worker(protection, workers: int
     await run.send([run.payment() for _ in range(600)])
     drain = await run.settle(timeout=120)
     stats = await run.gateway_stats()
+    print(stats["requests"], stats["protection"], drain)
     limited = stats["protection"]["rate_limited"]
     assert limited < 0.01 * stats["requests"], stats
     assert stats["requests"] / stats["protection"]["span_s"] < limit * 1.1, stats
