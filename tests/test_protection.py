@@ -235,3 +235,21 @@ async def test_the_rate_limit_is_shared_by_every_worker(protection, workers: int
     report = await run.verify(drain)
     assert_invariants(report, run)
     assert report.status["succeeded"] == 600
+
+
+async def test_a_429_slows_the_sender_not_only_that_payment(protection) -> None:
+    """The gateway enforces 100/s while the worker is allowed 300/s: its 429s pause and
+    halve the worker's sending (AIMD), so most requests get through instead of half of them
+    being refused; every payment still succeeds once."""
+    run = protection(extra_env={"PAYPROC_GATEWAY_RATE_LIMIT": "300"})
+    await run.open(rate_limit=100)
+    await run.start_worker(0)
+    await run.wait_for_log(0, "over 1 workers")
+    await run.send([run.payment() for _ in range(500)])
+    drain = await run.settle(timeout=120)
+    stats = await run.gateway_stats()
+    print(stats["requests"], stats["protection"], drain)
+    assert stats["protection"]["rate_limited"] < 0.2 * stats["requests"], stats
+    report = await run.verify(drain)
+    assert_invariants(report, run)
+    assert report.status["succeeded"] == 500

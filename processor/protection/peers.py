@@ -34,7 +34,7 @@ class PeerCounter:
         connection: AbstractRobustConnection,
         namespace: str,
         on_count: Callable[[int], None],
-        interval: float = 1.0,
+        interval: float = 0.25,
     ) -> None:
         self._connection = connection
         self._name = peers_queue(namespace)

@@ -5,7 +5,7 @@
 ``processor.protection.peers``), so the workers together hold the limit whatever their number.
 
 On top of that share the worker adapts, as TCP does: a 429 halves its rate (multiplicative
-decrease, at most once per ``retry_after``) and pauses *every* sender of the worker until the
+decrease, at most once a second) and pauses *every* sender of the worker until the
 ``Retry-After`` has passed, not only the payment that got it; then the rate climbs back to
 the share linearly (additive increase, the whole share in ``recovery_seconds``).
 
@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 
 MIN_SHARE = 0.1
 """The rate never drops below this fraction of the share, so a worker always makes progress."""
+DECREASE_EVERY = 1.0
+"""At most one halving per this many seconds: the 429s of requests already in flight when the
+first one arrived say the same thing again (TCP halves once per round trip)."""
 
 
 @dataclass
@@ -27,7 +30,7 @@ class RateCore:
     ceiling: float
     """Requests per second this worker may send (its share of the namespace's limit)."""
     burst_seconds: float = 0.05
-    recovery_seconds: float = 5.0
+    recovery_seconds: float = 2.0
     rate: float = field(init=False)
     limited: int = field(default=0, init=False)
     _next: float = field(default=float("-inf"), init=False)
@@ -35,6 +38,9 @@ class RateCore:
     _decreased_at: float = field(default=float("-inf"), init=False)
     pause_until: float = field(default=float("-inf"), init=False)
     """Senders wait until then (the latest ``Retry-After``); a slot inside it is taken again."""
+    respaced_at: float = field(default=float("-inf"), init=False)
+    """When the rate last went down: slots reserved before then, spaced for the old rate,
+    are taken again (otherwise a backlog of waiters keeps the old pace for a while)."""
 
     def __post_init__(self) -> None:
         self.rate = self.ceiling
@@ -43,7 +49,9 @@ class RateCore:
         """A new share (peers joined or left): the rate follows it down at once, up gradually."""
         self._grow(now)
         self.ceiling = ceiling
-        self.rate = min(self.rate, ceiling)
+        if ceiling < self.rate:
+            self.rate = ceiling
+            self._respace(now)
 
     def reserve(self, now: float) -> float:
         """Take the next send slot; returns the time to send at (``now`` or later)."""
@@ -58,13 +66,24 @@ class RateCore:
         self.limited += 1
         pause = retry_after if retry_after is not None and retry_after > 0 else 1.0 / self.rate
         self._grow(now)
-        if now - self._decreased_at >= max(pause, 1.0 / self.rate):
+        if now - self._decreased_at >= max(pause, DECREASE_EVERY):
             self.rate = max(self.rate / 2, self.ceiling * MIN_SHARE)
             self._decreased_at = now
+            self._respace(now)
         until = now + pause
         if until > self.pause_until:
             self.pause_until = until
             self._next = max(self._next, until)
+
+    def _respace(self, now: float) -> None:
+        self.respaced_at = now
+        self._next = min(self._next, now)
+
+    def still_valid(self, slot: float, reserved_at: float) -> bool:
+        """A slot is used only if no pause covers it and the rate did not drop since."""
+        return slot >= self.pause_until and (
+            reserved_at >= self.respaced_at or slot <= self.respaced_at
+        )
 
     def _grow(self, now: float) -> None:
         if self._updated is not None and self.rate < self.ceiling:
@@ -93,9 +112,9 @@ class RateLimiter:
             slot = self.core.reserve(now)
             if slot > now:
                 await asyncio.sleep(slot - now)
-            if slot >= self.core.pause_until:
+            if self.core.still_valid(slot, now):
                 return
-            # A 429 paused the senders while this one waited: take a slot after the pause.
+            # A 429 paused the senders, or the share shrank, while this one waited.
 
     def rate_limited(self, retry_after: float | None) -> None:
         self.core.rate_limited(retry_after, asyncio.get_running_loop().time())

@@ -71,3 +71,14 @@ def test_a_new_share_lowers_the_rate_at_once() -> None:
     assert core.rate == 100.0  # up only gradually
     core.reserve(5.0)
     assert core.rate == 200.0
+
+
+def test_slots_taken_before_the_rate_drops_are_taken_again() -> None:
+    """Waiters holding slots spaced for the old rate must not keep that pace."""
+    core = RateCore(100.0)
+    slot = core.reserve(0.0)
+    late = max(core.reserve(0.0) for _ in range(50))
+    core.set_ceiling(50.0, now=0.1)
+    assert core.still_valid(slot, 0.0)  # a slot that was due before the drop
+    assert not core.still_valid(late, 0.0)
+    assert core.reserve(0.1) < late  # re-reserved from now, at the new pace
