@@ -7,7 +7,8 @@
 On top of that share the worker adapts, as TCP does: a 429 halves its rate (multiplicative
 decrease, at most once a second) and pauses *every* sender of the worker until the
 ``Retry-After`` has passed, not only the payment that got it; then the rate climbs back to
-the share linearly (additive increase, the whole share in ``recovery_seconds``).
+the share linearly (additive increase, the whole share in ``recovery_seconds``). A share
+that grows because a peer left is taken at once when no 429 came recently.
 
 ``RateCore`` is pure (time is passed in): it hands out send times ("slots") spaced
 ``1 / rate`` apart, allowing a burst of ``burst_seconds`` worth of slots after idleness.
@@ -30,7 +31,10 @@ class RateCore:
     ceiling: float
     """Requests per second this worker may send (its share of the namespace's limit)."""
     burst_seconds: float = 0.05
-    recovery_seconds: float = 2.0
+    recovery_seconds: float = 20.0
+    """After a 429 the rate climbs back by ``ceiling / recovery_seconds`` per second."""
+    quiet_seconds: float = 5.0
+    """A larger share (a peer left) is taken at once if no 429 came for this long."""
     rate: float = field(init=False)
     limited: int = field(default=0, init=False)
     _next: float = field(default=float("-inf"), init=False)
@@ -46,12 +50,16 @@ class RateCore:
         self.rate = self.ceiling
 
     def set_ceiling(self, ceiling: float, now: float) -> None:
-        """A new share (peers joined or left): the rate follows it down at once, up gradually."""
+        """A new share (peers joined or left): the rate follows it down at once; up at once
+        too unless a 429 came recently (then it climbs additively)."""
         self._grow(now)
+        raised = ceiling > self.ceiling
         self.ceiling = ceiling
         if ceiling < self.rate:
             self.rate = ceiling
             self._respace(now)
+        elif raised and now - self._decreased_at >= self.quiet_seconds:
+            self.rate = ceiling
 
     def reserve(self, now: float) -> float:
         """Take the next send slot; returns the time to send at (``now`` or later)."""

@@ -62,15 +62,17 @@ def test_the_rate_never_falls_below_a_floor() -> None:
     assert round(core.rate, 6) == 100.0 * MIN_SHARE
 
 
-def test_a_new_share_lowers_the_rate_at_once() -> None:
-    """A second worker joined: the share halves and so does the pace."""
-    core = RateCore(200.0)
+def test_a_new_share_is_taken_at_once_unless_429s_came_recently() -> None:
+    """A second worker joined: the share halves and so does the pace; it left: the pace
+    doubles at once. Shortly after a 429 the larger share is approached additively."""
+    core = RateCore(200.0, recovery_seconds=20.0, quiet_seconds=5.0)
     core.set_ceiling(100.0, now=0.0)
     assert core.rate == 100.0
     core.set_ceiling(200.0, now=0.0)
-    assert core.rate == 100.0  # up only gradually
-    core.reserve(5.0)
     assert core.rate == 200.0
+    core.rate_limited(0.1, now=10.0)
+    core.set_ceiling(400.0, now=11.0)
+    assert 100.0 < core.rate < 150.0
 
 
 def test_slots_taken_before_the_rate_drops_are_taken_again() -> None:
