@@ -253,3 +253,27 @@ async def test_a_429_slows_the_sender_not_only_that_payment(protection) -> None:
     report = await run.verify(drain)
     assert_invariants(report, run)
     assert report.status["succeeded"] == 500
+
+
+async def test_when_failing_payments_open_the_circuit_a_healthy_one_still_gets_through(
+    protection,
+) -> None:
+    """With a low threshold (5 payments), ten always-failing payments alone do open the
+    circuit. Probes then pass over the payments known to fail (those walk their ladder
+    instead of being spared), so a healthy payment published behind them succeeds within the
+    cool-down plus a few seconds, and the failing ones still park."""
+    run = protection(extra_env={"PAYPROC_CIRCUIT_THRESHOLD": "5", "PAYPROC_CIRCUIT_COOLDOWN": "1"})
+    await run.open(sticky_failure_share=STICKY_SHARE)
+    await run.start_worker(0)
+    await run.wait_for_log(0, "worker consuming")
+    failing = [run.payment(sticky=True) for _ in range(10)]
+    await run.send(failing)
+    await run.wait_for_log(0, "closed -> open")
+    healthy = run.payment(sticky=False)
+    await run.send([healthy])
+    done = await run.wait_final([healthy["payment_id"]], timeout=1 + 5)
+    assert done[healthy["payment_id"]][0] == "succeeded"
+    ids = [b["payment_id"] for b in failing]
+    rows = await run.wait_final(ids, timeout=30)
+    assert len(rows) == 10
+    assert {r[:2] for r in rows.values()} == {("dead_lettered", "retries_exhausted")}

@@ -17,9 +17,11 @@ breaker does not count answers, it counts *payments*:
 * **Probes that move on.** Half-open, the worker lets messages through one at a time. A
   transient answer from a payment already known to fail (seen failing before the circuit
   opened, or a failed probe earlier in this episode) or from an isolated merchant says
-  nothing about the gateway: the next message is probed instead, up to
-  ``max_inconclusive_probes`` times. A success closes the circuit; a transient answer from a
-  fresh payment re-opens it with a doubled cool-down (capped at ``max_cooldown``).
+  nothing about the gateway: the circuit stays half-open and the next message is probed,
+  while that payment's failure is *not* spared (it walks its ladder, so payments that always
+  fail cannot keep the circuit probing forever). A success closes the circuit; a transient
+  answer from a fresh payment re-opens it with a doubled cool-down (capped at
+  ``max_cooldown``).
 * **A bounded hold.** While the circuit is not closed, transient failures are *spared* (they
   do not spend the payment's attempt budget), so an outage cannot park the backlog. After
   ``max_hold`` seconds of one episode the sparing stops: attempts count again, and every
@@ -64,8 +66,6 @@ class BreakerRules:
     """Cap of the doubling cool-down."""
     max_hold: float = 300.0
     """Seconds of one episode (open or probing) during which failures are spared."""
-    max_inconclusive_probes: int = 5
-    """Probes from known-failing payments passed over before one counts anyway."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +106,8 @@ class GatewayBreaker:
     _merchants: dict[str, _Tally] = field(default_factory=dict)
     _total: _Tally = field(default_factory=_Tally)
     _probed: set[str] = field(default_factory=set)
-    _inconclusive: int = 0
+    inconclusive_probes: int = 0
+    """Probes passed over in this half-open spell (known-failing payments, isolated merchants)."""
 
     def __post_init__(self) -> None:
         self.cooldown = self.rules.cooldown
@@ -127,16 +128,14 @@ class GatewayBreaker:
             self._judge(now)
         elif self.state is CircuitState.HALF_OPEN:
             self._probe_failed(payment_id, merchant_id, now)
-        # OPEN: answers of messages still in flight when it opened add nothing.
+        else:
+            # OPEN: a message still in flight when it opened; the payment is known to fail.
+            self._probed.add(payment_id)
         return self.state
 
     def _probe_failed(self, payment_id: str, merchant_id: str, now: float) -> None:
-        seen = self._window.get(payment_id)
-        known = payment_id in self._probed or (seen is not None and seen.transient)
-        if (known or self.isolated(merchant_id)) and (
-            self._inconclusive < self.rules.max_inconclusive_probes
-        ):
-            self._inconclusive += 1
+        if self.known_failing(payment_id) or self.isolated(merchant_id):
+            self.inconclusive_probes += 1
             return
         self._probed.add(payment_id)
         self.cooldown = min(self.cooldown * 2, self.rules.max_cooldown)
@@ -155,19 +154,25 @@ class GatewayBreaker:
     def half_open(self) -> None:
         """The worker lets messages through one at a time from now on."""
         self.state = CircuitState.HALF_OPEN
-        self._inconclusive = 0
+        self.inconclusive_probes = 0
 
     # ---- what a failure costs ---------------------------------------------------------------
 
-    def spares(self, merchant_id: str, now: float) -> bool:
-        """True when a transient failure of this merchant's payment should not spend its
-        attempt budget: the gateway is held for down, the hold is not over, and the merchant
-        is not isolated (an isolated merchant's payments walk their ladder)."""
-        return (
-            self.state is not CircuitState.CLOSED
-            and not self.held_too_long(now)
-            and not self.isolated(merchant_id)
-        )
+    def spares(self, payment_id: str, merchant_id: str, now: float) -> bool:
+        """True when a transient failure of this payment should not spend its attempt
+        budget: the gateway is held for down, the hold is not over, the merchant is not
+        isolated, and it is not a known-failing payment passed over by a probe (those walk
+        their ladder)."""
+        if self.state is CircuitState.CLOSED or self.held_too_long(now):
+            return False
+        if self.isolated(merchant_id):
+            return False
+        return not (self.state is CircuitState.HALF_OPEN and self.known_failing(payment_id))
+
+    def known_failing(self, payment_id: str) -> bool:
+        """Seen failing before the circuit opened, or failed a probe in this episode."""
+        seen = self._window.get(payment_id)
+        return payment_id in self._probed or (seen is not None and seen.transient)
 
     def held_too_long(self, now: float) -> bool:
         return self.hold_started is not None and now - self.hold_started >= self.rules.max_hold
@@ -231,7 +236,7 @@ class GatewayBreaker:
         self.opened_at = None
         self.hold_started = None
         self._probed.clear()
-        self._inconclusive = 0
+        self.inconclusive_probes = 0
         self._window.clear()
         self._merchants.clear()
         self._total = _Tally()

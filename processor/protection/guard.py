@@ -88,7 +88,7 @@ class GatewayWatch:
         held = self.breaker.held_too_long(now)
         if held != self._held:
             self._set_held(held)
-        return self.breaker.spares(request.merchant_id, now)
+        return self.breaker.spares(request.key, request.merchant_id, now)
 
     def _set_held(self, held: bool) -> None:
         self._held = held

@@ -15,7 +15,6 @@ RULES = BreakerRules(
     max_cooldown=40.0,
     max_hold=300.0,
     merchant_min_payments=3,
-    max_inconclusive_probes=2,
 )
 
 
@@ -157,18 +156,21 @@ def test_the_cooldown_doubling_is_capped() -> None:
 
 def test_probes_move_past_payments_known_to_fail() -> None:
     """A probe from a payment that was failing before, or a payment already probed, is
-    inconclusive: the circuit stays half-open so the next message is probed, up to the
-    limit; then a failure counts anyway."""
+    inconclusive: the circuit stays half-open so the next message is probed, and that
+    payment's failure is not spared (it walks its ladder); a fresh failure re-opens."""
     b = tripped()
     b.half_open()
-    assert b.record("down-3", "m3", True, 111.0) is CircuitState.HALF_OPEN
-    assert b.record("down-4", "m4", True, 111.1) is CircuitState.HALF_OPEN
-    assert b.record("down-5", "m0", True, 111.2) is CircuitState.OPEN  # limit reached
+    for i in range(8):
+        assert b.record(f"down-{i}", f"m{i % 5}", True, 111.0) is CircuitState.HALF_OPEN
+        assert not b.spares(f"down-{i}", f"m{i % 5}", 111.0)
+    assert b.inconclusive_probes == 8
+    assert b.spares("fresh", "m1", 111.0)
+    assert b.record("fresh", "m1", True, 112.0) is CircuitState.OPEN
+    assert b.spares("fresh", "m1", 112.0)  # open: every failure is spared
     b.half_open()
-    assert b.record("fresh", "m1", True, 130.0) is CircuitState.OPEN
-    b.half_open()
-    # "fresh" failed as a probe before: inconclusive this time.
+    # "fresh" failed as a probe before: inconclusive this time, and not spared.
     assert b.record("fresh", "m1", True, 200.0) is CircuitState.HALF_OPEN
+    assert not b.spares("fresh", "m1", 200.0)
     assert b.record("healthy", "m2", False, 200.5) is CircuitState.CLOSED
 
 
@@ -176,12 +178,12 @@ def test_while_open_failures_are_spared_within_the_hold_only() -> None:
     """Failures are spared while the circuit is open or probing, until the hold has passed
     since the episode began (re-opening does not restart it)."""
     b = tripped(max_hold=60.0)
-    assert not breaker().spares("m1", 100.0)
-    assert b.spares("m1", 100.0)
+    assert not breaker().spares("p", "m1", 100.0)
+    assert b.spares("p", "m1", 100.0)
     b.half_open()
     b.record("fresh", "m1", True, 130.0)  # re-opens; the hold still counts from 100
-    assert b.spares("m1", 159.0)
-    assert not b.spares("m1", 160.0)
+    assert b.spares("p", "m1", 159.0)
+    assert not b.spares("p", "m1", 160.0)
     assert b.held_too_long(160.0)
 
 
@@ -194,8 +196,8 @@ def test_an_isolated_merchants_failures_are_never_spared() -> None:
     outage(b, payments=40, now=101.0)
     assert b.state is CircuitState.OPEN
     assert b.isolated("broken")
-    assert not b.spares("broken", 101.0)
-    assert b.spares("m1", 101.0)
+    assert not b.spares("p", "broken", 101.0)
+    assert b.spares("p", "m1", 101.0)
 
 
 def test_in_a_real_outage_a_merchant_is_not_isolated() -> None:
@@ -206,6 +208,9 @@ def test_in_a_real_outage_a_merchant_is_not_isolated() -> None:
 
 
 def test_answers_in_flight_while_open_do_not_change_it_but_a_success_closes() -> None:
+    """A failure arriving while open marks its payment known-failing (a later probe from it
+    is inconclusive); a success closes the circuit."""
     b = tripped()
     assert b.record("late", "m1", True, 101.0) is CircuitState.OPEN
+    assert b.known_failing("late")
     assert b.record("late-ok", "m1", False, 102.0) is CircuitState.CLOSED
