@@ -153,8 +153,10 @@ async def test_payments_that_always_fail_park_while_healthy_traffic_flows(protec
     assert len(failing) > 40
     assert {rows[p][:2] for p in failing} == {("dead_lettered", "retries_exhausted")}
     assert {rows[p][0] for p in healthy} == {"succeeded"}
-    assert p99([rows[p][2] for p in healthy]) < 2.0
     assert "closed -> open" not in run.logs()
+    latencies = [rows[p][2] for p in healthy]
+    print(f"healthy p50 {sorted(latencies)[len(latencies) // 2]:.3f} s, p99 {p99(latencies):.3f} s")
+    assert p99(latencies) < 2.0
     report = await run.verify(0)
     assert_invariants(report, run)
 
