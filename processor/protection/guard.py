@@ -21,6 +21,9 @@ from schemas.payment import PaymentRequest
 
 log = logging.getLogger("payproc.worker")
 
+ISOLATION_CHECK_EVERY = 0.5
+"""Seconds between two looks for newly isolated merchants (a scan of the evidence)."""
+
 
 class GatewayWatch:
     def __init__(
@@ -35,6 +38,7 @@ class GatewayWatch:
         self._on_change = on_change
         self._clock = clock or (lambda: asyncio.get_running_loop().time())
         self._isolated: frozenset[str] = frozenset()
+        self._isolation_checked = float("-inf")
         self._held = False
 
     def on_answer(self, request: PaymentRequest, answer: GatewayAnswer) -> None:
@@ -44,8 +48,10 @@ class GatewayWatch:
         transient = isinstance(answer, Transient)
         breaker = self.breaker
         before = breaker.state
-        after = breaker.record(request.key, request.merchant_id, transient, self._clock())
-        if transient:
+        now = self._clock()
+        after = breaker.record(request.key, request.merchant_id, transient, now)
+        if transient and now - self._isolation_checked >= ISOLATION_CHECK_EVERY:
+            self._isolation_checked = now
             self._check_isolation()
         if before is not after:
             self.changed(before, after)
