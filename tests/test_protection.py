@@ -208,7 +208,9 @@ async def test_one_failing_merchant_does_not_affect_four_healthy_ones(protection
     good = [p for p in ids if p not in bad]
     assert {rows[p][:2] for p in bad} == {("dead_lettered", "retries_exhausted")}
     assert {rows[p][0] for p in good} == {"succeeded"}
-    assert p99([rows[p][2] for p in good]) < 2.0
+    latencies = [rows[p][2] for p in good]
+    print(f"healthy p50 {sorted(latencies)[len(latencies) // 2]:.3f} s, p99 {p99(latencies):.3f} s")
+    assert p99(latencies) < 2.0
     logs = run.logs()
     assert "closed -> open" not in logs
     assert "merchant isolated" in logs
