@@ -16,6 +16,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from processor.errors import ConfigError
+from processor.protection.breaker import BreakerRules
 from retry.errors import PolicyError
 from retry.policy import RetryPolicy, parse_delays
 
@@ -54,9 +55,19 @@ class Settings(BaseSettings):
     admin_ingest_prefetch: int = Field(default=200, ge=1, le=5000)
     """Parked messages the admin's DLQ ingest consumer holds unacked at once."""
     circuit_threshold: int = Field(default=20, ge=1, le=10_000)
-    """Window of recent gateway answers; 90% transient opens the circuit (consumption pauses)."""
+    """Distinct payments that must have been seen before the circuit judges the gateway; 90%
+    of them failing (across 2+ merchants when traffic allows) opens it."""
     circuit_cooldown: float = Field(default=5.0, gt=0, le=3600)
-    """Seconds before an open circuit lets one probe message through (doubles, max 60 s)."""
+    """Seconds before an open circuit probes (doubles on a failed probe, up to the max)."""
+    circuit_max_cooldown: float = Field(default=30.0, gt=0, le=3600)
+    circuit_window: float = Field(default=30.0, gt=0, le=3600)
+    """Seconds a payment's latest gateway answer counts as evidence."""
+    circuit_min_merchants: int = Field(default=2, ge=1, le=1000)
+    """Failing merchants needed to open, when the evidence holds that many merchants."""
+    circuit_max_hold: float = Field(default=300.0, gt=0, le=86_400)
+    """Seconds an open circuit spares failures; after that attempts count again."""
+    gateway_rate_limit: float | None = Field(default=None, gt=0, le=1_000_000)
+    """Gateway requests per second for the whole namespace, shared by its live workers."""
     store_patience: float = Field(default=120.0, gt=0, le=86_400)
     """Seconds a message waits for an unavailable database before it is returned."""
     startup_timeout: float = Field(default=30.0, ge=0, le=86_400)
@@ -118,6 +129,17 @@ class Settings(BaseSettings):
     @property
     def policy(self) -> RetryPolicy:
         return RetryPolicy(self.retry_delays, self.max_attempts)
+
+    @property
+    def breaker_rules(self) -> BreakerRules:
+        return BreakerRules(
+            min_payments=self.circuit_threshold,
+            min_merchants=self.circuit_min_merchants,
+            window_seconds=self.circuit_window,
+            cooldown=self.circuit_cooldown,
+            max_cooldown=max(self.circuit_max_cooldown, self.circuit_cooldown),
+            max_hold=self.circuit_max_hold,
+        )
 
     @property
     def lease_seconds(self) -> float:

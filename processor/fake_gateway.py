@@ -43,6 +43,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
+from processor import fake_faults
 from processor.fake_gateway_lookup import handle_lookup
 
 __all__ = [
@@ -95,6 +96,15 @@ class FakeGatewayConfig:
     seed: int | None = None
     lookup_failure_rate: float = 0.0
     """Probability of a lookup (``GET /v1/charges``) answering 503: "cannot say now"."""
+    # Gateway-protection knobs (see processor.fake_faults).
+    sticky_failure_share: float = 0.0
+    """Share of payment ids (stable, by hash) that get a 503 on every attempt."""
+    failing_merchants: list[str] = field(default_factory=list)
+    """Merchants whose every charge gets a 503."""
+    rate_limit: float = 0.0
+    """Requests/s accepted (token bucket); above it 429 with Retry-After. 0 = no limit."""
+    rate_limit_burst: float = 0.25
+    """Seconds' worth of requests the rate limit's bucket holds."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first knob whose value is out of range."""
@@ -113,6 +123,12 @@ class FakeGatewayConfig:
         seed = self.seed
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
             raise ValueError(f"seed must be an integer or null, got {seed!r}")
+        fake_faults.validate_knobs(
+            self.sticky_failure_share,
+            self.failing_merchants,
+            self.rate_limit,
+            self.rate_limit_burst,
+        )
 
 
 def _is_number(value: object) -> bool:
@@ -140,6 +156,7 @@ class GatewayState:
     answers: Counter[int] = field(default_factory=Counter)
     stored: dict[str, StoredAnswer] = field(default_factory=dict)
     lookups: int = 0
+    faults: fake_faults.FaultState = field(default_factory=fake_faults.FaultState)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, init=False, repr=False)
     _lock_users: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
@@ -171,6 +188,7 @@ class GatewayState:
         self.answers.clear()
         self.stored.clear()
         self.lookups = 0
+        self.faults.reset()
 
     def stats(self, *, with_keys: bool = True) -> dict[str, Any]:
         result: dict[str, Any] = {
@@ -181,6 +199,7 @@ class GatewayState:
             "answers": {str(status): n for status, n in sorted(self.answers.items())},
             "lookups": self.lookups,
             "config": asdict(self.config),
+            "protection": self.faults.stats(),
         }
         if with_keys:
             result["charges_by_key"] = dict(self.charges_by_key)
@@ -370,6 +389,15 @@ async def _charge(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     state.requests += 1
     config = state.config
+    wait = state.faults.admit(config.rate_limit, config.rate_limit_burst)
+    if wait is not None:
+        state.answers[429] += 1
+        return web.Response(
+            status=429,
+            body=_RATE_LIMITED.body,
+            content_type=_JSON,
+            headers={"Retry-After": f"{max(wait, 0.001):.3f}"},
+        )
     if config.latency > 0:
         await asyncio.sleep(config.latency)
         config = state.config
@@ -411,6 +439,10 @@ async def _charge(request: web.Request) -> web.StreamResponse:
     problem, charge = _validate_charge(body)
     if problem is not None:
         return _respond(state, problem)
+    if state.faults.sticky(
+        config.sticky_failure_share, config.failing_merchants, key, charge["merchant_id"]
+    ):
+        return _respond(state, _FAILURE)
 
     lose_answer = False
     async with state.key_lock(key):
@@ -628,6 +660,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=None, help="seed of the fault generator (reproducible chaos)"
     )
+    fake_faults.add_arguments(parser)
 
 
 def config_from_args(ns: argparse.Namespace) -> FakeGatewayConfig:
@@ -654,6 +687,7 @@ def config_from_args(ns: argparse.Namespace) -> FakeGatewayConfig:
         by_amount=not ns.no_by_amount,
         seed=ns.seed,
         lookup_failure_rate=ns.lookup_failure_rate,
+        **fake_faults.knobs_from_args(ns),
     )
 
 

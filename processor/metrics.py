@@ -52,6 +52,45 @@ class WorkerMetrics:
         self.consumer_attached = Gauge(
             "payproc_consumer_attached", "1 while the worker consumes its queue", registry=r
         )
+        # Gateway protection (processor.protection).
+        self.circuit_opened = Counter(
+            "payproc_circuit_opened", "Times the gateway circuit opened", registry=r
+        )
+        self.circuit_evidence = Gauge(
+            "payproc_circuit_open_evidence",
+            "Evidence when the circuit last opened: distinct payments and merchants, in total "
+            "and failing",
+            ["kind"],
+            registry=r,
+        )
+        self.circuit_hold_exceeded = Gauge(
+            "payproc_circuit_hold_exceeded",
+            "1 while the circuit is held longer than the hold: failures spend attempts again",
+            registry=r,
+        )
+        self.merchants_isolated = Gauge(
+            "payproc_merchants_isolated",
+            "Merchants whose failures are kept out of the circuit (they walk their ladder)",
+            registry=r,
+        )
+        self.gateway_rate_limit = Gauge(
+            "payproc_gateway_rate_limit",
+            "PAYPROC_GATEWAY_RATE_LIMIT: gateway requests/s for the namespace (0 = none)",
+            registry=r,
+        )
+        self.gateway_rate_share = Gauge(
+            "payproc_gateway_rate_share",
+            "This worker's share of the rate limit (limit / live workers), requests/s",
+            registry=r,
+        )
+        self.gateway_rate = Gauge(
+            "payproc_gateway_rate",
+            "This worker's current sending rate after 429s (AIMD), requests/s",
+            registry=r,
+        )
+        self.gateway_peers = Gauge(
+            "payproc_gateway_peers", "Live workers sharing the rate limit", registry=r
+        )
 
         # Labelled children, looked up once: ``labels()`` costs more than the increment.
         self._children: dict[tuple[int, str], Counter] = {}

@@ -78,8 +78,9 @@ class Deps:
     policy: RetryPolicy
     clock: Clock
     lease_seconds: float
-    gateway_down: Callable[[], bool] = field(default=lambda: False)
-    """True while the worker's circuit breaker holds the gateway for down."""
+    gateway_down: Callable[[PaymentRequest], bool] = field(default=lambda _request: False)
+    """True while the worker's circuit breaker holds the gateway for down for this payment
+    (open or probing, within its hold, the payment's merchant not isolated)."""
     lookup: ChargeLookup | None = None
     """Asks the gateway whether an in-doubt charge happened; ``None``: it cannot be asked,
     so an in-doubt payment stays ``unknown``."""
@@ -143,7 +144,10 @@ async def process_payment(
     answer = await deps.gateway.charge(request, child_of(traceparent) if traceparent else None)
     finished_at = deps.clock.now()
     decision = deps.policy.decide(
-        answer, attempt, gateway_down=deps.gateway_down(), doubted_before=envelope.in_doubt
+        answer,
+        attempt,
+        gateway_down=deps.gateway_down(request),
+        doubted_before=envelope.in_doubt,
     )
     record = AttemptRecord(
         attempt=attempt,

@@ -24,7 +24,7 @@ from processor.adapters.batching_store import BatchingStore
 from processor.adapters.gateway_factory import build_gateway
 from processor.adapters.resilient_store import ResilientStore
 from processor.adapters.sql_store import SqlPaymentStore
-from processor.circuit import CircuitBreaker, CircuitState, WatchedGateway
+from processor.circuit import CircuitState, WatchedGateway
 from processor.clock import SystemClock
 from processor.config import Settings
 from processor.consumer import PaymentConsumer
@@ -33,6 +33,10 @@ from processor.handled import Handled
 from processor.metrics import MeteredGateway, WorkerMetrics, probe_app, serve_probes
 from processor.migrate import ensure_current
 from processor.ports import Gateway
+from processor.protection.breaker import GatewayBreaker
+from processor.protection.guard import GatewayWatch, RateLimitedGateway, share_reporter
+from processor.protection.peers import PeerCounter
+from processor.protection.rate import RateLimiter
 from processor.startup import reach_broker, reach_database, report_gateway
 from processor.use_cases import Deps
 from retry.names import Names
@@ -54,7 +58,7 @@ class Worker:
         self.settings = settings
         self.options = options or WorkerOptions()
         self.names = Names(settings.namespace)
-        self.circuit = CircuitBreaker(settings.circuit_threshold, settings.circuit_cooldown)
+        self.circuit = GatewayBreaker(settings.breaker_rules)
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._connection: AbstractRobustConnection | None = None
@@ -65,6 +69,11 @@ class Worker:
         self._circuit_changed = asyncio.Event()
         self._prefetch = 0
         self.metrics = WorkerMetrics()
+        self.watch = GatewayWatch(self.circuit, self.metrics, self._circuit_changed.set)
+        self.limiter = (
+            RateLimiter(settings.gateway_rate_limit) if settings.gateway_rate_limit else None
+        )
+        self._peers: PeerCounter | None = None
         self._probes: web.AppRunner | None = None
         self._engine: AsyncEngine | None = None
 
@@ -106,10 +115,14 @@ class Worker:
             )
             await publisher.open()
             wrap = self.options.wrap_gateway
-            charger: Gateway = WatchedGateway(
-                MeteredGateway(wrap(gateway) if wrap else gateway, self.metrics),
-                self._on_gateway_answer,
-            )
+            sender: Gateway = MeteredGateway(wrap(gateway) if wrap else gateway, self.metrics)
+            if self.limiter is not None:
+                sender = RateLimitedGateway(sender, self.limiter, self.metrics)
+                self._peers = PeerCounter(
+                    connection, settings.namespace, share_reporter(self.limiter, self.metrics)
+                )
+                await self._peers.start()
+            charger: Gateway = WatchedGateway(sender, self.watch.on_answer)
             sql_store = SqlPaymentStore(engine)
             deps = Deps(
                 gateway=charger,
@@ -118,7 +131,7 @@ class Worker:
                 policy=settings.policy,
                 clock=SystemClock(),
                 lease_seconds=settings.lease_seconds,
-                gateway_down=lambda: self.circuit.state is not CircuitState.CLOSED,
+                gateway_down=self.watch.spares,
                 lookup=gateway,
             )
             self._consumer = PaymentConsumer(
@@ -146,6 +159,8 @@ class Worker:
             await self._supervise()
         finally:
             await self._shutdown()
+            if self._peers is not None:
+                await self._peers.stop()
             if self._probes is not None:
                 await self._probes.cleanup()
             await publisher.close()
@@ -195,16 +210,6 @@ class Worker:
     def _on_outcome(self, handled: Handled, _seconds: float) -> None:
         self.metrics.observe(handled)
 
-    def _on_gateway_answer(self, transient: bool) -> None:
-        """Feed the breaker in the order the gateway answers (not the order in which the
-        payments finish: outcomes of one batch commit finish together)."""
-        before = self.circuit.state
-        after = self.circuit.record(transient, asyncio.get_running_loop().time())
-        if before != after:
-            log.warning("circuit %s -> %s", before.value, after.value)
-            self.metrics.set_circuit(after)
-            self._circuit_changed.set()
-
     async def _supervise(self) -> None:
         """Wait for stop, pausing and resuming consumption as the circuit demands."""
         loop = asyncio.get_running_loop()
@@ -233,7 +238,7 @@ class Worker:
                 log.warning("gateway failing: circuit open, pausing consumption")
                 await self._stop_consuming()
             if self.circuit.probe_due(now):
-                log.info("circuit half-open: letting one message through")
+                log.info("circuit half-open: letting messages through one at a time")
                 self.circuit.half_open()
                 self.metrics.set_circuit(self.circuit.state)
                 await self._start_consuming(1)

@@ -183,7 +183,7 @@ async def test_a_failure_while_the_gateway_is_down_is_retried_without_spending_a
     not parked: the copy goes to the first queue still carrying 3 counted attempts."""
     request = make_request()
     world.script(transient())
-    deps = dataclasses.replace(world.deps, gateway_down=lambda: True)
+    deps = dataclasses.replace(world.deps, gateway_down=lambda _request: True)
 
     handled = await process_payment(
         request, envelope_for(request, attempt=POLICY.max_attempts - 1), OWNER, deps
