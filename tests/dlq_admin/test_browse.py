@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -182,15 +181,17 @@ async def test_groups_count_parked_entries_by_failure_fingerprint(admin: Admin) 
     assert [g["fingerprint"] for g in only["items"]] == ["retries_exhausted|http_503|503|-"]
 
 
-async def test_listing_stays_fast_with_100k_entries(admin: Admin) -> None:
-    """With 100,000 entries every filter and a deep cursor answer in ms; groups/stats under 1 s."""
+async def test_every_filter_and_a_deep_cursor_answer_right_over_a_large_dlq(admin: Admin) -> None:
+    """Over 20,000 entries every filter finds its entries, a deep cursor resumes exactly after
+    the entry it names, and stats count them all. (How fast: ``make bench``, admin rows.)"""
+    total = 20_000
     engine = admin.runtime.engine
     assert engine is not None
     table = DlqEntryRow.__table__  # type: ignore[attr-defined]
     reasons = list(ParkReason)
     now = datetime.now(UTC)
     rows = []
-    for i in range(100_000):
+    for i in range(total):
         reason = reasons[i % 4]
         code = f"code_{i % 7}"
         rows.append(
@@ -207,7 +208,7 @@ async def test_listing_stays_fast_with_100k_entries(admin: Admin) -> None:
                 "attempts": 1,
                 "payment_id": str(uuid.UUID(int=10**9 + i)),
                 "merchant_id": f"m_{i % 500}",
-                "dead_lettered_at": now - timedelta(seconds=100_000 - i),
+                "dead_lettered_at": now - timedelta(seconds=total - i),
                 "ingested_at": now,
                 "body": orjson.dumps(request_body()).decode(),
                 "body_bytes": 150,
@@ -219,7 +220,7 @@ async def test_listing_stays_fast_with_100k_entries(admin: Admin) -> None:
         for start in range(0, len(rows), 10_000):
             await conn.execute(table.insert(), rows[start : start + 10_000])
 
-    deep = encode_entry_cursor(now - timedelta(seconds=95_000), str(uuid.UUID(int=5_001)))
+    deep = encode_entry_cursor(now - timedelta(seconds=total - 5_000), str(uuid.UUID(int=5_001)))
     queries: list[tuple[str, dict[str, Any]]] = [
         ("/dlq/messages", {"limit": 100}),
         ("/dlq/messages", {"limit": 100, "status": "parked"}),
@@ -232,8 +233,8 @@ async def test_listing_stays_fast_with_100k_entries(admin: Admin) -> None:
             "/dlq/messages",
             {
                 "limit": 100,
-                "since": (now - timedelta(seconds=50_000)).isoformat(),
-                "until": (now - timedelta(seconds=40_000)).isoformat(),
+                "since": (now - timedelta(seconds=15_000)).isoformat(),
+                "until": (now - timedelta(seconds=10_000)).isoformat(),
             },
         ),
         ("/dlq/messages", {"limit": 100, "cursor": deep}),
@@ -242,15 +243,15 @@ async def test_listing_stays_fast_with_100k_entries(admin: Admin) -> None:
         ("/dlq/stats", {}),
     ]
     for path, params in queries:
-        started = time.perf_counter()
         data = await admin.get(path, **params)
-        elapsed = time.perf_counter() - started
-        budget = 0.3 if path == "/dlq/messages" else 1.0
-        assert elapsed < budget, (path, params, elapsed)
         if path == "/dlq/messages":
             assert data["items"], params
+            for item in data["items"]:
+                for name in ("status", "reason", "merchant_id", "payment_id"):
+                    if name in params:
+                        assert item[name] == params[name], (params, item)
     page = await admin.get("/dlq/messages", limit=100, cursor=deep)
     assert page["items"][0]["id"] == str(uuid.UUID(int=5_000))
     stats = await admin.get("/dlq/stats")
-    assert stats["total"] == 100_000
-    assert stats["parked"] == 90_000
+    assert stats["total"] == total
+    assert stats["parked"] == total * 9 // 10
