@@ -26,8 +26,8 @@ lint: $(BENCH_STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The whole suite on SQLite, then again on PostgreSQL (a fresh database per run). The
-# cluster and deploy-file tests do not depend on the database and run once.
+# The whole suite on SQLite, then the tests that reach a database again on PostgreSQL (a
+# fresh database per run; tests/conftest.py deselects the others in that pass).
 test: $(STAMP) lint
 	./scripts/ensure-services.sh postgres
 	$(BIN)/pytest -q -p no:cacheprovider

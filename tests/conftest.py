@@ -30,11 +30,27 @@ TEST_DELAYS = (0.1, 0.2, 0.4)
 RUN_ID = uuid.uuid4().hex[:8]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test that takes the ``amqp_url`` fixture is a broker test."""
+DATABASE_FIXTURES = frozenset({"database_url", "postgres_url", "database_kind"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test that takes the ``amqp_url`` fixture is a broker test.
+
+    The PostgreSQL pass (``PAYPROC_TEST_DB=postgres``) runs the tests that reach a database
+    (their fixtures include ``database_url``); the others do not depend on the database and
+    already ran in the SQLite pass, so they are deselected (reported, never skipped)."""
     for item in items:
         if "amqp_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.broker)
+    if os.environ.get("PAYPROC_TEST_DB") != "postgres":
+        return
+    keep, drop = [], []
+    for item in items:
+        uses_db = DATABASE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        (keep if uses_db else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")
