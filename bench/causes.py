@@ -10,7 +10,7 @@ when the target was missed, so it may assume the target's figures were measured.
 
 from __future__ import annotations
 
-from bench.figures import NO_DELAYS, RetryDelays
+from bench.figures import NO_DELAYS, RateAccuracy, RetryDelays, Run
 from bench.formatting import cost, cpu_split, pct, rate, worker_utilisation
 from bench.results import AdminFigures, Results
 
@@ -190,3 +190,43 @@ def replay(db: str, results: Results) -> str:
     if m.replay_rate:
         text += f" ({1000 / m.replay_rate:.2f} ms per entry here)"
     return text + "; the default token bucket (PAYPROC_ADMIN_REPLAY_RATE) allows 500/s"
+
+
+def _limiter_run(key: str, results: Results) -> tuple[Run, RateAccuracy] | None:
+    figure = results.measured(key)
+    run = figure.median_run() if figure is not None else None
+    if run is None or run.limiter is None:
+        return None
+    return run, run.limiter
+
+
+def rate_accuracy(key: str, results: Results) -> str:
+    """The gateway's rate off the limit: which way, and what else the run measured."""
+    found = _limiter_run(key, results)
+    if found is None:
+        return ""
+    run, limiter = found
+    if limiter.rate < limiter.limit:
+        return (
+            f"{limiter.rate:.1f}/s over {run.seconds:.1f} s: the workers sent less than their "
+            f"shares add up to ({limiter.gateway_429} answers were 429); the machine was "
+            f"{results.background_busy:.0f}% busy with other load before the run"
+        )
+    return (
+        f"{limiter.rate:.1f}/s over {run.seconds:.1f} s: the workers' shares together "
+        f"exceeded the limit, and the gateway's own limiter answered {limiter.gateway_429} "
+        "requests with 429"
+    )
+
+
+def rate_refused(key: str, results: Results) -> str:
+    """Too many 429s from the gateway's own limiter: the bursts above the limit."""
+    found = _limiter_run(key, results)
+    if found is None:
+        return ""
+    run, limiter = found
+    return (
+        f"{limiter.gateway_429} of {run.checks.gateway_requests:,} requests refused at "
+        f"{limiter.rate:.1f}/s on average: the workers' combined requests came in bursts "
+        "above the gateway's bucket"
+    )

@@ -41,6 +41,24 @@ class RetryDelays:
 NO_DELAYS = RetryDelays()
 
 
+@dataclass(frozen=True)
+class RateAccuracy:
+    """The gateway's request rate against ``PAYPROC_GATEWAY_RATE_LIMIT`` (``bench.rate_limit``):
+    the limit, the measured requests/s and its share of the limit, and the 429s the gateway's
+    own limiter answered (count and share of all its requests)."""
+
+    limit: float
+    rate: float
+    accuracy_pct: float
+    gateway_429: int
+    gateway_429_pct: float
+
+    @property
+    def deviation_pct(self) -> float:
+        """How far the measured rate is from the limit, in percent of it, either way."""
+        return abs(self.accuracy_pct - 100.0)
+
+
 @dataclass
 class Run:
     """One measured run: ``count`` payments (or messages) in ``seconds``, with what the
@@ -58,6 +76,7 @@ class Run:
     steady_rate: float = 0.0  # succeeded payments/s from the 10th to the 90th percentile
     circuit_opens: int = 0  # times a worker's circuit breaker opened
     delays: RetryDelays | None = None  # with injected failures: retry-delay accuracy
+    limiter: RateAccuracy | None = None  # with a gateway rate limit: its accuracy
 
     @property
     def rate(self) -> float:

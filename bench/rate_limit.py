@@ -25,7 +25,7 @@ import contextlib
 import re
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -41,7 +41,7 @@ from bench.common import (
     short_id,
 )
 from bench.database import Database, wait_drained
-from bench.figures import DrainChecks, Figure, Run
+from bench.figures import DrainChecks, Figure, RateAccuracy, Run
 from bench.payproc_runs import cleanup_namespace, migrate
 from processor.producer import generate_payments, payment_message, publish_bodies
 from retry.names import Names
@@ -53,14 +53,6 @@ _GATEWAY_LINE = re.compile(r"fake gateway listening on (http://\S+)")
 _SHARE_LINE = r"gateway rate share: \S+ over {n} workers"
 
 
-@dataclass
-class RateRun(Run):
-    """A run of the rate-limit scenario: the gateway's request rate, plus its accuracy
-    against the limit and the gateway's own 429s in ``extra``."""
-
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 @dataclass(frozen=True)
 class RateConfig:
     limit: float = 200.0
@@ -68,6 +60,11 @@ class RateConfig:
     seconds: float = 10.0
     churn: bool = False
     """Start 2 workers, add one at 1/3 of the drain, SIGKILL one at 2/3."""
+
+    @property
+    def key(self) -> str:
+        """The figure's key in a benchmark run (``bench.results.RATE_LIMIT_SHAPES``)."""
+        return f"rate_limit.{self.workers}w{'.churn' if self.churn else ''}"
 
     @property
     def label(self) -> str:
@@ -174,7 +171,7 @@ async def run_once(config: RateConfig) -> Run:
         statuses = db.status_counts()
         limited = int(stats["protection"]["rate_limited"])
         requests = int(stats["requests"])
-        run = RateRun(
+        run = Run(
             label=config.label,
             count=round(rate * seconds),
             seconds=seconds,
@@ -183,13 +180,13 @@ async def run_once(config: RateConfig) -> Run:
                 statuses=statuses,
                 gateway_requests=requests,
             ),
-            extra={
-                "limit": config.limit,
-                "rate": round(rate, 1),
-                "accuracy_pct": round(100 * rate / config.limit, 1),
-                "gateway_429": limited,
-                "gateway_429_pct": round(100 * limited / requests, 2) if requests else 0.0,
-            },
+            limiter=RateAccuracy(
+                limit=config.limit,
+                rate=round(rate, 1),
+                accuracy_pct=round(100 * rate / config.limit, 1),
+                gateway_429=limited,
+                gateway_429_pct=round(100 * limited / requests, 2) if requests else 0.0,
+            ),
         )
         if stats["double_charged"]:
             raise BenchError(f"double charges: {len(stats['double_charged'])}")
@@ -217,14 +214,10 @@ def configurations(limit: float = 200.0, seconds: float = 10.0) -> list[RateConf
 
 async def figures(limit: float = 200.0, seconds: float = 10.0) -> list[Figure]:
     """One figure per shape (the hook for ``bench.run``): its rate is the gateway's measured
-    requests/s; ``extra`` holds the accuracy against the limit and the 429 share."""
+    requests/s; its run's ``limiter`` holds the accuracy against the limit and the 429 share."""
     result = []
     for config in configurations(limit, seconds):
-        figure = Figure(
-            f"rate_limit.{config.workers}w{'.churn' if config.churn else ''}",
-            config.label,
-            unit="gateway requests/s",
-        )
+        figure = Figure(config.key, config.label, unit="gateway requests/s")
         try:
             figure.runs.append(await run_once(config))
             log(f"{config.label}: {figure.runs[-1]}")
@@ -242,13 +235,13 @@ def table(found: list[Figure]) -> str:
     ]
     for figure in found:
         run = figure.median_run()
-        if run is None:
+        limiter = run.limiter if run is not None else None
+        if limiter is None:
             lines.append(f"| {figure.label} | | failed: {figure.error} | | |")
             continue
-        extra = run.extra if isinstance(run, RateRun) else {}
         lines.append(
-            f"| {figure.label} | {extra['limit']:g}/s | {extra['rate']:.1f}/s | "
-            f"{extra['accuracy_pct']:.1f}% | {extra['gateway_429']} ({extra['gateway_429_pct']}%) |"
+            f"| {figure.label} | {limiter.limit:g}/s | {limiter.rate:.1f}/s | "
+            f"{limiter.accuracy_pct:.1f}% | {limiter.gateway_429} ({limiter.gateway_429_pct}%) |"
         )
     return "\n".join(lines)
 

@@ -37,6 +37,8 @@ class Plan:
     admin_replay: int
     sync_count: int
     admin_dbs: tuple[str, ...] = ("postgres", "sqlite")
+    rate_limit: float = 200.0  # PAYPROC_GATEWAY_RATE_LIMIT and the gateway's own limit
+    rate_limit_seconds: float = 8.0  # of backlog at the limit per shape (1.5x for the churn)
 
 
 FULL = Plan(
@@ -83,7 +85,17 @@ QUICK = Plan(
     admin_requests=50,
     admin_replay=1_000,
     sync_count=300,
+    rate_limit=100.0,
+    rate_limit_seconds=5.0,
 )
+
+RATE_LIMIT_SHAPES = (
+    ("rate_limit.1w", "1 worker"),
+    ("rate_limit.2w", "2 workers"),
+    ("rate_limit.4w", "4 workers"),
+    ("rate_limit.2w.churn", "2 -> 3 -> 2 workers (one added, one killed)"),
+)
+"""The figures of the rate-limit scenario (``bench.rate_limit``): key and shape, in order."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from bench.common import LATENCY_SHAPES, latency_key, workers_phrase
 from bench.figures import NO_DELAYS, Figure
 from bench.formatting import checks, cost, cpu_split, pct, rate, ratio, spread
-from bench.results import AdminFailed, Results, SyncFailed
+from bench.results import RATE_LIMIT_SHAPES, AdminFailed, Results, SyncFailed
 
 PEERS = ("dramatiq", "celery")
 
@@ -216,6 +216,29 @@ def admin_rows(results: Results) -> list[str]:
     return rows
 
 
+def rate_limit_rows(results: Results) -> list[str]:
+    """Per shape: the gateway's measured rate, its accuracy against the limit, the 429s."""
+    rows: list[str] = []
+    limit = results.plan.rate_limit
+    for key, shape in RATE_LIMIT_SHAPES:
+        figure = results.figure(key)
+        what = f"gateway rate limit {limit:g}/s, {shape}: rate the gateway saw"
+        run = figure.median_run() if figure is not None else None
+        if figure is None or run is None or run.limiter is None:
+            rows += figure_row("7", what, figure)
+            continue
+        got = run.limiter
+        statuses = run.checks.statuses
+        rows.append(
+            f"| 7 | {what} | {got.rate:.1f}/s | 1 run ({run.seconds:.1f} s measured) | "
+            f"{got.accuracy_pct}% of the limit | gateway 429s {got.gateway_429} "
+            f"({got.gateway_429_pct}% of {run.checks.gateway_requests:,} requests); "
+            f"{run.checks.double_charged} double charges; "
+            f"{statuses.get('succeeded', 0):,}/{sum(statuses.values()):,} succeeded |"
+        )
+    return rows
+
+
 def sync_rows(results: Results) -> list[str]:
     sync = results.sync
     if sync is None:
@@ -240,6 +263,7 @@ SECTIONS: tuple[Callable[[Results], list[str]], ...] = (
     retry_rows,
     memory_rows,
     admin_rows,
+    rate_limit_rows,
     sync_rows,
 )
 

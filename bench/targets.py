@@ -1,14 +1,7 @@
-"""The targets: what each benchmark figure is held to, as a table of ``Target`` rows that
-one small function (``evaluate``) judges against a run's ``Results``.
-
-A target reads a measured ``value`` and, for a relative target, a ``reference`` (another
-figure of the same run; both are ``bench.quantities``), and needs ``value >= bound x
-reference`` (``at_least``), ``<=`` (``at_most``) or ``<`` (``below``); without a reference
-the bound is absolute. Its texts are templates filled with ``{value}``, ``{reference}``,
-``{ratio}`` (``2.32x``), ``{pct}`` (``17%``) and any named ``fields``. When something it
-reads was not measured, the row is left out, or (with ``missing``) says "not measured" and
-why. When a target is missed, its ``cause`` (``bench.causes``) explains the gap from what
-the run measured.
+"""The targets: what each benchmark figure is held to, as a table of ``Target`` rows (one
+section per scenario, listed in ``SECTIONS``) that ``bench.judging.evaluate`` judges against a
+run's ``Results``; ``bench.judging`` explains what a target reads and needs. When a target is
+missed, its ``cause`` (``bench.causes``) explains the gap from what the run measured.
 
 Adding a target is one ``Target(...)`` in the section of ``table`` its scenario belongs to,
 for example an absolute bound on a rate the scenario recorded as a ``Figure``::
@@ -23,19 +16,24 @@ for example an absolute bound on a rate the scenario recorded as a ``Figure``::
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import partial
 
 from bench import causes
 from bench.common import LATENCY_SHAPES, latency_key, workers_phrase
-from bench.figures import NO_DELAYS, Run
-from bench.formatting import pct, ratio
+from bench.figures import NO_DELAYS, RateAccuracy, Run
+from bench.judging import (
+    Need,
+    NotMeasured,
+    Target,
+    Verdict,
+    at_least,
+    at_most,
+    below,
+    evaluate,
+    not_measured,
+)
 from bench.quantities import (
-    DASH,
-    Quantity,
-    Shown,
     admin_value,
     constant,
     figure_rate,
@@ -45,115 +43,23 @@ from bench.quantities import (
     run_value,
     whole_run,
 )
-from bench.results import AdminFailed, AdminFigures, Plan, Results
+from bench.results import RATE_LIMIT_SHAPES, AdminFailed, AdminFigures, Plan, Results
+
+__all__ = [
+    "SECTIONS",
+    "Need",
+    "NotMeasured",
+    "Target",
+    "Verdict",
+    "at_least",
+    "at_most",
+    "below",
+    "evaluate",
+    "table",
+    "verdicts",
+]
 
 CEILING = "ceiling.quorum.consume"
-
-
-@dataclass(frozen=True)
-class Need:
-    """``value op bound x reference``."""
-
-    op: str
-    bound: float
-
-    def met(self, value: float, reference: float) -> bool:
-        compare = {">=": operator.ge, "<=": operator.le, "<": operator.lt}[self.op]
-        return bool(compare(value, self.bound * reference))
-
-
-def at_least(bound: float) -> Need:
-    return Need(">=", bound)
-
-
-def at_most(bound: float) -> Need:
-    return Need("<=", bound)
-
-
-def below(bound: float) -> Need:
-    return Need("<", bound)
-
-
-@dataclass(frozen=True)
-class NotMeasured:
-    """The row of a target that could not be judged: why, and under which name."""
-
-    why: str = "-"
-    cause: str = ""
-    label: str | None = None
-
-
-Missing = Callable[[Results], NotMeasured | None]
-
-
-def not_measured(label: str | None = None) -> Missing:
-    return lambda _results: NotMeasured(label=label)
-
-
-@dataclass(frozen=True)
-class Target:
-    """One requirement on the run's figures (see the module docstring)."""
-
-    name: str
-    scenario: str | None  # judged only when this scenario ran; None: always
-    value: Quantity
-    need: Need
-    reference: Quantity | None = None
-    measured: str = "{value}"
-    fields: tuple[tuple[str, Quantity], ...] = ()
-    cause: Callable[[Results], str] | None = None
-    missing: Missing | None = None  # None: the row is left out when not measured
-    plan: str | None = None  # judged only in this plan; others show it "not measured"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    target: str
-    measured: str
-    met: bool | None  # None: could not be measured
-    cause: str = ""
-
-    def row(self) -> str:
-        verdict = "met" if self.met else ("not measured" if self.met is None else "**gap**")
-        return f"| {self.target} | {self.measured} | {verdict} | {self.cause or '-'} |"
-
-
-class _Fields(dict[str, object]):
-    def __missing__(self, key: str) -> Shown:
-        return DASH
-
-
-def _fill(template: str, fields: Mapping[str, object]) -> str:
-    return template.format_map(_Fields(fields))
-
-
-def evaluate(target: Target, results: Results) -> Verdict | None:
-    """The target's row for this run, or ``None`` when it has no row."""
-    if target.scenario is not None and target.scenario not in results.scenarios:
-        return None
-    fields: dict[str, object] = {n: q(results) or DASH for n, q in target.fields}
-    value = target.value(results)
-    reference = Shown(1.0, "1") if target.reference is None else target.reference(results)
-    if value is None or reference is None:
-        gap = target.missing(results) if target.missing is not None else None
-        if gap is None:
-            return None
-        return Verdict(gap.label or _fill(target.name, fields), gap.why, None, gap.cause)
-    fields |= {
-        "value": value,
-        "reference": reference,
-        "ratio": ratio(value.number, reference.number),
-        "pct": pct(value.number, reference.number),
-    }
-    name, measured = _fill(target.name, fields), _fill(target.measured, fields)
-    if target.plan is not None and results.plan.name != target.plan:
-        return Verdict(name, measured, None, f"{results.plan.name} plan")
-    met = target.need.met(value.number, reference.number)
-    cause = "" if met or target.cause is None else target.cause(results)
-    return Verdict(name, measured, met, cause)
-
-
-# ---- the table ------------------------------------------------------------------------------
 
 
 def zero_targets(plan: Plan) -> list[Target]:
@@ -335,6 +241,59 @@ def admin_targets(plan: Plan) -> list[Target]:
     return targets
 
 
+def _figure_missing(key: str, results: Results) -> NotMeasured | None:
+    """A figure that ran and failed: its row says why; one that never ran has no row."""
+    figure = results.figure(key)
+    if figure is None or figure.error is None:
+        return None
+    return NotMeasured(f"FAILED: {figure.error[:200]}")
+
+
+def _limiter(get: Callable[[RateAccuracy], float]) -> Callable[[Run], float]:
+    return lambda run: get(run.limiter) if run.limiter is not None else float("nan")
+
+
+def rate_limit_targets(plan: Plan) -> list[Target]:
+    """``PAYPROC_GATEWAY_RATE_LIMIT`` per shape: the gateway's rate within +-10% of the
+    limit, and under 1% of its requests refused by its own limiter (429)."""
+    targets = []
+    for key, shape in RATE_LIMIT_SHAPES:
+        name = f"rate limit {plan.rate_limit:g}/s, {shape}"
+        missing = partial(_figure_missing, key)
+        targets += [
+            Target(
+                f"{name}: gateway rate within +-10% of the limit",
+                "rate_limit",
+                value=run_value(key, _limiter(lambda a: a.deviation_pct), "{:.1f}".format),
+                need=at_most(10.0),
+                measured="{rate} = {accuracy}% of the limit",
+                fields=(
+                    ("rate", run_value(key, _limiter(lambda a: a.rate), "{:.1f}/s".format)),
+                    ("accuracy", run_value(key, _limiter(lambda a: a.accuracy_pct), str)),
+                ),
+                cause=partial(causes.rate_accuracy, key),
+                missing=missing,
+            ),
+            Target(
+                f"{name}: gateway 429s < 1% of requests",
+                "rate_limit",
+                value=run_value(key, _limiter(lambda a: a.gateway_429_pct), str),
+                need=below(1.0),
+                measured="{value}% ({refused} of {requests} requests)",
+                fields=(
+                    ("refused", run_value(key, _limiter(lambda a: a.gateway_429), str)),
+                    (
+                        "requests",
+                        run_value(key, lambda r: r.checks.gateway_requests, "{:,.0f}".format),
+                    ),
+                ),
+                cause=partial(causes.rate_refused, key),
+                missing=missing,
+            ),
+        ]
+    return targets
+
+
 def _double_charges(results: Results) -> float:
     figures = results.figures.values()
     return sum(r.checks.double_charged for f in figures for r in f.runs)
@@ -372,6 +331,7 @@ SECTIONS: tuple[Callable[[Plan], list[Target]], ...] = (
     retry_targets,
     memory_targets,
     admin_targets,
+    rate_limit_targets,
     run_targets,
 )
 
