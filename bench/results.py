@@ -11,6 +11,13 @@ from dataclasses import dataclass, field
 
 from bench.figures import Figure
 
+RATE_LIMIT_SHAPES = (  # the figures of ``bench.rate_limit``: key and shape, in order
+    ("rate_limit.1w", "1 worker"),
+    ("rate_limit.2w", "2 workers"),
+    ("rate_limit.4w", "4 workers"),
+    ("rate_limit.2w.churn", "2 -> 3 -> 2 workers (one added, one killed)"),
+)
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -36,9 +43,14 @@ class Plan:
     admin_requests: int
     admin_replay: int
     sync_count: int
-    admin_dbs: tuple[str, ...] = ("postgres", "sqlite")
     rate_limit: float = 200.0  # PAYPROC_GATEWAY_RATE_LIMIT and the gateway's own limit
     rate_limit_seconds: float = 8.0  # of backlog at the limit per shape (1.5x for the churn)
+    admin_dbs: tuple[str, ...] = ("postgres", "sqlite")
+
+    @property
+    def rate_limit_shapes(self) -> tuple[tuple[str, str], ...]:
+        """The figures of the rate-limit scenario (``bench.rate_limit``): key and shape."""
+        return RATE_LIMIT_SHAPES
 
 
 FULL = Plan(
@@ -84,18 +96,10 @@ QUICK = Plan(
     admin_entries=10_000,
     admin_requests=50,
     admin_replay=1_000,
-    sync_count=300,
     rate_limit=100.0,
     rate_limit_seconds=5.0,
+    sync_count=300,
 )
-
-RATE_LIMIT_SHAPES = (
-    ("rate_limit.1w", "1 worker"),
-    ("rate_limit.2w", "2 workers"),
-    ("rate_limit.4w", "4 workers"),
-    ("rate_limit.2w.churn", "2 -> 3 -> 2 workers (one added, one killed)"),
-)
-"""The figures of the rate-limit scenario (``bench.rate_limit``): key and shape, in order."""
 
 
 @dataclass(frozen=True)

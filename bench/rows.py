@@ -13,7 +13,7 @@ from collections.abc import Callable
 from bench.common import LATENCY_SHAPES, latency_key, workers_phrase
 from bench.figures import NO_DELAYS, Figure
 from bench.formatting import checks, cost, cpu_split, pct, rate, ratio, spread
-from bench.results import RATE_LIMIT_SHAPES, AdminFailed, Results, SyncFailed
+from bench.results import AdminFailed, Results, SyncFailed
 
 PEERS = ("dramatiq", "celery")
 
@@ -216,11 +216,28 @@ def admin_rows(results: Results) -> list[str]:
     return rows
 
 
+def sync_rows(results: Results) -> list[str]:
+    sync = results.sync
+    if sync is None:
+        return []
+    if isinstance(sync, SyncFailed):
+        return [
+            "| + | synchronous charges via gRPC (bench.sync_rpc) | not available | - | - | "
+            f"{sync.error} |"
+        ]
+    return [
+        f"| + | {sync.name}, {sync.concurrency} callers | "
+        f"{rate(float(sync.charges_per_s))} | 1 run | "
+        f"p50 {sync.p50_ms} ms, p99 {sync.p99_ms} ms | "
+        f"{sync.errors} errors of {sync.count} |"
+    ]
+
+
 def rate_limit_rows(results: Results) -> list[str]:
     """Per shape: the gateway's measured rate, its accuracy against the limit, the 429s."""
     rows: list[str] = []
     limit = results.plan.rate_limit
-    for key, shape in RATE_LIMIT_SHAPES:
+    for key, shape in results.plan.rate_limit_shapes:
         figure = results.figure(key)
         what = f"gateway rate limit {limit:g}/s, {shape}: rate the gateway saw"
         run = figure.median_run() if figure is not None else None
@@ -239,23 +256,6 @@ def rate_limit_rows(results: Results) -> list[str]:
     return rows
 
 
-def sync_rows(results: Results) -> list[str]:
-    sync = results.sync
-    if sync is None:
-        return []
-    if isinstance(sync, SyncFailed):
-        return [
-            "| + | synchronous charges via gRPC (bench.sync_rpc) | not available | - | - | "
-            f"{sync.error} |"
-        ]
-    return [
-        f"| + | {sync.name}, {sync.concurrency} callers | "
-        f"{rate(float(sync.charges_per_s))} | 1 run | "
-        f"p50 {sync.p50_ms} ms, p99 {sync.p99_ms} ms | "
-        f"{sync.errors} errors of {sync.count} |"
-    ]
-
-
 SECTIONS: tuple[Callable[[Results], list[str]], ...] = (
     ceiling_rows,
     zero_rows,
@@ -263,8 +263,8 @@ SECTIONS: tuple[Callable[[Results], list[str]], ...] = (
     retry_rows,
     memory_rows,
     admin_rows,
-    rate_limit_rows,
     sync_rows,
+    rate_limit_rows,
 )
 
 

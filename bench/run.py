@@ -6,9 +6,9 @@
 
 Scenarios: ``ceiling`` (bare aio-pika), ``zero`` (payproc 1 and 2 workers, Celery, Dramatiq;
 zero-latency gateway; PostgreSQL and SQLite), ``latency`` (50 ms gateway), ``retries``
-(30 % transient failures), ``memory`` (50,000 backlog), ``admin`` (DLQ admin API),
-``rate_limit`` (the gateway rate limit held by 1, 2, 4 workers and under churn), ``sync``
+(30 % transient failures), ``memory`` (50,000 backlog), ``admin`` (DLQ admin API), ``sync``
 (synchronous charges through ``bench.sync_rpc``, when that module and its extra are there).
+Last, ``rate_limit``: ``PAYPROC_GATEWAY_RATE_LIMIT`` held by 1, 2, 4 workers and under churn.
 
 Runs of different configurations are interleaved (payproc, Dramatiq, Celery, then again), so
 drift in background load spreads over all of them rather than landing on one. Progress goes
@@ -212,15 +212,6 @@ async def scenario_admin(results: Results) -> None:
     log(f"admin: {results.admin}")
 
 
-async def scenario_rate_limit(results: Results) -> None:
-    """``PAYPROC_GATEWAY_RATE_LIMIT`` accuracy per worker shape (``bench.rate_limit``)."""
-    from bench import rate_limit
-
-    plan = results.plan
-    for figure in await rate_limit.figures(plan.rate_limit, plan.rate_limit_seconds):
-        results.add(figure)
-
-
 async def scenario_sync(results: Results) -> None:
     """The synchronous gRPC charge benchmark (``bench.sync_rpc``), when it is there."""
     try:
@@ -235,6 +226,15 @@ async def scenario_sync(results: Results) -> None:
     log(f"sync: {results.sync}")
 
 
+async def scenario_rate_limit(results: Results) -> None:
+    """``PAYPROC_GATEWAY_RATE_LIMIT`` accuracy per worker shape (``bench.rate_limit``)."""
+    from bench import rate_limit
+
+    plan = results.plan
+    for figure in await rate_limit.figures(plan.rate_limit, plan.rate_limit_seconds):
+        results.add(figure)
+
+
 RUNNERS: dict[str, Callable[[Results], Awaitable[None]]] = {  # in the order they run
     "ceiling": scenario_ceiling,
     "zero": scenario_zero,
@@ -242,8 +242,8 @@ RUNNERS: dict[str, Callable[[Results], Awaitable[None]]] = {  # in the order the
     "retries": scenario_retries,
     "memory": scenario_memory,
     "admin": scenario_admin,
-    "rate_limit": scenario_rate_limit,
     "sync": scenario_sync,
+    "rate_limit": scenario_rate_limit,
 }
 SCENARIOS = tuple(RUNNERS)
 

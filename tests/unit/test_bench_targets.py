@@ -9,10 +9,20 @@ from typing import Any
 
 import pytest
 
-from bench.figures import DrainChecks, Figure, RetryDelays, Run
+from bench.figures import DrainChecks, Figure, RateAccuracy, RetryDelays, Run
 from bench.quantities import constant
+from bench.rate_limit import configurations
 from bench.report import exit_status, render
-from bench.results import FULL, QUICK, AdminFailed, AdminFigures, AdminResults, Latencies, Results
+from bench.results import (
+    FULL,
+    QUICK,
+    RATE_LIMIT_SHAPES,
+    AdminFailed,
+    AdminFigures,
+    AdminResults,
+    Latencies,
+    Results,
+)
 from bench.targets import Target, Verdict, at_least, at_most, evaluate, verdicts
 
 PLAN = replace(FULL, zero_dbs=(("postgres", 1),), admin_dbs=("postgres", "sqlite"))
@@ -226,3 +236,53 @@ def test_the_report_holds_both_tables_and_fails_on_a_double_charge(results: Resu
     results.figures["memory"].runs[0].checks = DrainChecks(double_charged=1)
     assert exit_status(results) == 1
     assert by_name(results)["no double charge in any run"].met is False
+
+
+def rate_figure(key: str, rate: float, refused: int, requests: int = 2000) -> Figure:
+    """One rate-limit run: the gateway saw ``rate``/s against 200/s, ``refused`` 429s."""
+    limiter = RateAccuracy(
+        limit=200.0,
+        rate=rate,
+        accuracy_pct=round(100 * rate / 200.0, 1),
+        gateway_429=refused,
+        gateway_429_pct=round(100 * refused / requests, 2),
+    )
+    checks = DrainChecks(gateway_requests=requests, statuses={"succeeded": 1920})
+    run = Run(key, round(rate * 8), 8.0, checks, limiter=limiter)
+    return Figure(key, key, runs=[run], unit="gateway requests/s")
+
+
+def test_rate_limit_targets_hold_the_rate_within_ten_percent_and_429s_under_one(
+    results: Results,
+) -> None:
+    results.scenarios = ("rate_limit",)
+    results.add(rate_figure("rate_limit.1w", 196.4, 0))
+    results.add(rate_figure("rate_limit.2w", 224.0, 6))  # 112% of the limit
+    results.add(rate_figure("rate_limit.4w", 182.0, 30))  # 91%, but 1.5% refused
+    results.add(Figure("rate_limit.2w.churn", "churn", error="BenchError: not every payment"))
+
+    table = by_name(results)
+
+    one = "rate limit 200/s, 1 worker"
+    assert table[f"{one}: gateway rate within +-10% of the limit"] == Verdict(
+        f"{one}: gateway rate within +-10% of the limit", "196.4/s = 98.2% of the limit", True
+    )
+    assert table[f"{one}: gateway 429s < 1% of requests"].met is True
+    above = table["rate limit 200/s, 2 workers: gateway rate within +-10% of the limit"]
+    assert (above.met, above.measured) == (False, "224.0/s = 112.0% of the limit")
+    assert "exceeded the limit" in above.cause
+    four = "rate limit 200/s, 4 workers"
+    assert table[f"{four}: gateway rate within +-10% of the limit"].met is True
+    refused = table[f"{four}: gateway 429s < 1% of requests"]
+    assert (refused.met, refused.measured) == (False, "1.5% (30 of 2,000 requests)")
+    churn = table[
+        "rate limit 200/s, 2 -> 3 -> 2 workers (one added, one killed): gateway 429s "
+        "< 1% of requests"
+    ]
+    assert (churn.met, churn.measured) == (None, "FAILED: BenchError: not every payment")
+    text = render(results)
+    assert "| 7 | gateway rate limit 200/s, 1 worker: rate the gateway saw | 196.4/s |" in text
+
+
+def test_rate_limit_shapes_are_the_figures_the_scenario_measures() -> None:
+    assert [c.key for c in configurations()] == [key for key, _shape in RATE_LIMIT_SHAPES]
