@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from processor.fake_faults import sticky_fails
+from processor.fake_gateway.faults import sticky_fails
 from processor.fake_gateway import (
     FakeGatewayConfig,
     RunningGateway,
