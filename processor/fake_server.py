@@ -2,6 +2,7 @@
 
 Both are aiohttp applications that misbehave on purpose and must stay honest while doing so:
 
+* ``FaultKnobs``: the random faults both fakes inject, drawn before or after executing;
 * ``FakeRuntime``: the seeded fault generator (``draw``), a per-key lock so concurrent
   requests with one idempotency key can never both charge, and hangs that end early when the
   server shuts down (a fault that "never answers" must not hold a test's teardown);
@@ -34,6 +35,7 @@ from aiohttp import web
 __all__ = [
     "JSON",
     "FakeRuntime",
+    "FaultKnobs",
     "RunningApp",
     "apply_knobs",
     "counts_by_status",
@@ -60,6 +62,23 @@ ConfigT = TypeVar("ConfigT")
 def is_number(value: object) -> bool:
     """A finite int or float, and not a bool (``True`` is an int to Python, not a knob value)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(slots=True)
+class FaultKnobs:
+    """The random faults both fakes can inject; a fake's config extends it."""
+
+    failure_rate: float = 0.0
+    """Probability of a server error before executing (nothing charged)."""
+    rate_limit_rate: float = 0.0
+    """Probability of a 429 (with ``Retry-After: retry_after``) before executing."""
+    retry_after: float = 1.0
+    """Seconds announced in the ``Retry-After`` header of a 429."""
+    timeout_rate: float = 0.0
+    """Probability of hanging ``hang_seconds`` before executing, then an error."""
+    charge_then_timeout_rate: float = 0.0
+    """Probability of charging (answer stored), then hanging ``hang_seconds`` before answering."""
+    hang_seconds: float = 30.0
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from processor.fake_gateway import faults
-from processor.fake_server import is_number
+from processor.fake_server import FaultKnobs, is_number
 
 __all__ = ["BOOL_KNOBS", "RATE_KNOBS", "SECONDS_KNOBS", "FakeGatewayConfig", "knob_problem"]
 
@@ -31,20 +31,11 @@ def knob_problem(name: str, value: object) -> str | None:
 
 
 @dataclass(slots=True)
-class FakeGatewayConfig:
-    """The knobs of the fake gateway; all of them but ``seed`` can be changed at runtime."""
+class FakeGatewayConfig(FaultKnobs):
+    """The knobs of the fake gateway; all of them but ``seed`` can be changed at runtime.
 
-    failure_rate: float = 0.0
-    """Probability of a 503 before charging."""
-    rate_limit_rate: float = 0.0
-    """Probability of a 429 (with ``Retry-After: retry_after``) before charging."""
-    retry_after: float = 1.0
-    """Seconds announced in the ``Retry-After`` header of a 429."""
-    timeout_rate: float = 0.0
-    """Probability of hanging ``hang_seconds`` before charging, then answering 504."""
-    charge_then_timeout_rate: float = 0.0
-    """Probability of charging (answer stored), then hanging ``hang_seconds`` before answering."""
-    hang_seconds: float = 30.0
+    A server error is a 503, a timeout before charging a 504."""
+
     latency: float = 0.0
     """Seconds added to every ``/v1/charges`` request."""
     outage: bool = False

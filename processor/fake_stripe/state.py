@@ -10,21 +10,17 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from processor.fake_server import FakeRuntime, counts_by_status
+from processor.fake_server import FakeRuntime, FaultKnobs, counts_by_status
 
 __all__ = ["STATE", "FakeStripeConfig", "Intent", "Stored", "StripeState"]
 
 
 @dataclass(slots=True)
-class FakeStripeConfig:
-    """The fake Stripe's knobs (see the package docstring); ``POST /_config`` changes them."""
+class FakeStripeConfig(FaultKnobs):
+    """The fake Stripe's knobs (see the package docstring); ``POST /_config`` changes them.
 
-    failure_rate: float = 0.0
-    rate_limit_rate: float = 0.0
-    retry_after: float = 1.0
-    timeout_rate: float = 0.0
-    charge_then_timeout_rate: float = 0.0
-    hang_seconds: float = 30.0
+    A server error is a 500 with ``Stripe-Should-Retry: true``, a timeout a 500 too."""
+
     processing_seconds: float = 0.5
     search_lag: float = 0.0
     seed: int | None = None
