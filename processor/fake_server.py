@@ -126,8 +126,8 @@ class FakeRuntime:
 
 def apply_knobs(config: ConfigT, changes: Mapping[str, Any]) -> ConfigT:
     """``config`` with ``changes`` applied; ``ValueError`` naming unknown knobs."""
-    known = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
-    unknown = sorted(set(changes) - known)
+    known = sorted(f.name for f in dataclasses.fields(config))  # type: ignore[arg-type]
+    unknown = sorted(set(changes).difference(known))
     if unknown:
         raise ValueError(f"unknown knob(s): {', '.join(unknown)}; knobs are {', '.join(known)}")
     return dataclasses.replace(config, **changes)  # type: ignore[type-var]
