@@ -30,7 +30,12 @@ from pamqp.commands import Basic
 from dlq_admin.errors import Unavailable
 from dlq_admin.ports import OutgoingRequest, RawMessage
 from dlq_admin.service import DlqAdmin
-from retry.confirmed_publish import PUBLISH_ERRORS, ConfirmingChannel, publish_confirmed
+from retry.confirmed_publish import (
+    PUBLISH_ERRORS,
+    ConfirmingChannel,
+    Publication,
+    publish_confirmed,
+)
 from retry.errors import PublishNotConfirmed
 from retry.names import REQUEST_ROUTING_KEY, Names
 from retry.topology import declare_dlq_topology
@@ -69,19 +74,11 @@ class AmqpReplayPublisher:
         await self._channel.close()
 
     async def _send(
-        self,
-        underlay: aiormq.Channel,
-        exchange: str,
-        routing_key: str,
-        body: bytes,
-        properties: Basic.Properties,
-        mandatory: bool,
+        self, underlay: aiormq.Channel, message: Publication
     ) -> PublishNotConfirmed | None:
         """Publish one message and wait for its confirm; the failure is returned."""
         try:
-            await publish_confirmed(
-                underlay, exchange, routing_key, body, properties, mandatory=mandatory
-            )
+            await publish_confirmed(underlay, message)
         except PublishNotConfirmed as exc:
             return exc
         return None
@@ -97,23 +94,17 @@ class AmqpReplayPublisher:
             delivery_mode=_PERSISTENT,
             timestamp=datetime.now(UTC),
         )
+        message = Publication(
+            self._names.exchange, REQUEST_ROUTING_KEY, request.body, properties, mandatory=True
+        )
         if message_id is None:
-            error = await self._send(
-                underlay, self._names.exchange, REQUEST_ROUTING_KEY, request.body, properties, True
-            )
+            error = await self._send(underlay, message)
         else:
             while (other := self._in_flight.get(message_id)) is not None:
                 await other.wait()
             settled = self._in_flight[message_id] = asyncio.Event()
             try:
-                error = await self._send(
-                    underlay,
-                    self._names.exchange,
-                    REQUEST_ROUTING_KEY,
-                    request.body,
-                    properties,
-                    True,
-                )
+                error = await self._send(underlay, message)
             finally:
                 del self._in_flight[message_id]
                 settled.set()
@@ -153,11 +144,15 @@ class AmqpReplayPublisher:
             [
                 self._send(
                     underlay,
-                    exchange,
-                    routing_key,
-                    orjson.dumps(body),
-                    Basic.Properties(content_type="application/json", delivery_mode=_PERSISTENT),
-                    False,
+                    Publication(
+                        exchange,
+                        routing_key,
+                        orjson.dumps(body),
+                        Basic.Properties(
+                            content_type="application/json", delivery_mode=_PERSISTENT
+                        ),
+                        mandatory=False,
+                    ),
                 )
                 for routing_key, body in events
             ]
@@ -181,7 +176,7 @@ class AmqpReplayPublisher:
             correlation_id=correlation_id,
         )
         [error] = await _within_deadline(
-            [self._send(underlay, "", reply_to, orjson.dumps(body), properties, False)]
+            [self._send(underlay, Publication("", reply_to, orjson.dumps(body), properties, False))]
         )
         if error is not None:
             raise error

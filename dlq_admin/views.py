@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from pydantic import BaseModel
 
 from dlq_admin.rows import AttemptRecord, Entry, FullEntry, PaymentRecord
 from schemas.dlq import (
@@ -18,25 +19,18 @@ from schemas.dlq import (
 )
 from schemas.outcome import ErrorInfo, PaymentStatus
 
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _from_attributes(model: type[ModelT], source: object, **computed: Any) -> ModelT:
+    """``model`` from ``source``'s attributes of the same names, plus the ``computed`` fields
+    whose shape differs from the row's (the rows keep the error as flat columns)."""
+    values = {name: getattr(source, name) for name in model.model_fields if name not in computed}
+    return model(**values, **computed)
+
 
 def summary(entry: Entry) -> DlqEntrySummary:
-    return DlqEntrySummary(
-        id=entry.id,
-        payment_id=entry.payment_id,
-        merchant_id=entry.merchant_id,
-        reason=entry.reason,
-        status=entry.status,
-        error=error_detail(entry),
-        attempts=entry.attempts,
-        fingerprint=entry.fingerprint,
-        dead_lettered_at=entry.dead_lettered_at,
-        ingested_at=entry.ingested_at,
-        replay_of=entry.replay_of,
-        replayed_at=entry.replayed_at,
-        replayed_by=entry.replayed_by,
-        discarded_at=entry.discarded_at,
-        discarded_by=entry.discarded_by,
-    )
+    return _from_attributes(DlqEntrySummary, entry, error=error_detail(entry))
 
 
 def error_detail(entry: Entry) -> ErrorDetail:
@@ -49,16 +43,7 @@ def error_detail(entry: Entry) -> ErrorDetail:
 
 
 def round_view(entry: Entry) -> RoundView:
-    return RoundView(
-        id=entry.id,
-        status=entry.status,
-        reason=entry.reason,
-        error=error_detail(entry),
-        attempts=entry.attempts,
-        dead_lettered_at=entry.dead_lettered_at,
-        replayed_at=entry.replayed_at,
-        replayed_by=entry.replayed_by,
-    )
+    return _from_attributes(RoundView, entry, error=error_detail(entry))
 
 
 def payment_view(payment: PaymentRecord) -> PaymentView:

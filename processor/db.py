@@ -7,11 +7,13 @@ PostgreSQL goes through asyncpg.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -92,3 +94,18 @@ async def transaction(
         if getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
             raise unavailable(f"transaction aborted: {str(exc)[:200]}") from exc
         raise
+
+
+_PROBE_SECONDS = 2.0
+
+
+async def reachable(engine: AsyncEngine | None) -> bool:
+    """Whether ``engine`` answers ``SELECT 1`` within two seconds (a readiness probe: any
+    failure is "not ready", never an error)."""
+    if engine is None:
+        return False
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(_PROBE_SECONDS), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+            return True
+    return False

@@ -11,6 +11,8 @@ outcome), while any other exception counts towards parking it as poison::
      |                        code; the line says what to run (exit status 2 as well)
      +-- StoreUnavailable     the database could not be reached or was locked
      +-- PublishFailed        the broker did not confirm one of the worker's publishes
+     +-- Unreachable          (processor/startup.py) the broker or the database did not answer
+     |                        in time; ``str()`` is the one line ``payproc`` prints (exit 1)
      +-- RpcError             (processor/rpc_client.py) the synchronous client's errors:
      |    +-- InvalidRequest, NotAccepted, ChargeTimeout, ClientClosed
      +-- CodegenError         (processor/grpc_api/codegen.py) grpcio-tools missing or failed

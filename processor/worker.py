@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import aio_pika
 from aio_pika.abc import AbstractQueue, AbstractRobustChannel, AbstractRobustConnection
 from aiohttp import web
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from processor.adapters.amqp_publisher import AmqpPublisher
@@ -28,7 +27,7 @@ from processor.circuit import CircuitState, WatchedGateway
 from processor.clock import SystemClock
 from processor.config import Settings
 from processor.consumer import PaymentConsumer
-from processor.db import is_sqlite, make_engine
+from processor.db import is_sqlite, make_engine, reachable
 from processor.handled import Handled
 from processor.metrics import MeteredGateway, WorkerMetrics, probe_app, serve_probes
 from processor.migrate import ensure_current
@@ -194,16 +193,10 @@ class Worker:
         return int(self._probes.addresses[0][1])
 
     async def _readiness(self) -> dict[str, bool]:
-        database = False
-        if self._engine is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(2), self._engine.connect() as conn:
-                    await conn.execute(text("SELECT 1"))
-                    database = True
         connection = self._connection
         return {
             "broker": connection is not None and not connection.is_closed,
-            "database": database,
+            "database": await reachable(self._engine),
             "consumer": self._consumer_tag is not None,
         }
 

@@ -17,6 +17,7 @@ must not be lost (retry copies, DLQ copies, replays), and their events and repli
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
@@ -41,25 +42,30 @@ def not_confirmed(exc: BaseException) -> PublishNotConfirmed:
     return PublishNotConfirmed(f"{type(exc).__name__}: {exc}"[:300])
 
 
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One message to publish: where to, what, and whether a missing queue is an error
+    (``mandatory``: the broker returns what no queue took, and the publish fails)."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    properties: Basic.Properties
+    mandatory: bool
+
+
 async def publish_confirmed(
-    channel: aiormq.Channel,
-    exchange: str,
-    routing_key: str,
-    body: bytes,
-    properties: Basic.Properties,
-    *,
-    mandatory: bool,
-    confirm_timeout: float | None = None,
+    channel: aiormq.Channel, message: Publication, *, confirm_timeout: float | None = None
 ) -> None:
     """Publish one message on ``channel`` and wait for its confirm (and, when ``mandatory``,
     for the absence of a return); ``PublishNotConfirmed`` otherwise."""
     try:
         await channel.basic_publish(
-            body,
-            exchange=exchange,
-            routing_key=routing_key,
-            properties=properties,
-            mandatory=mandatory,
+            message.body,
+            exchange=message.exchange,
+            routing_key=message.routing_key,
+            properties=message.properties,
+            mandatory=message.mandatory,
             timeout=confirm_timeout,
             wait=False,
         )
@@ -101,31 +107,15 @@ class ConfirmingChannel:
             raise PublishNotConfirmed(f"unexpected channel type {type(underlay).__name__}")
         return underlay
 
-    async def publish(
-        self,
-        exchange: str,
-        routing_key: str,
-        body: bytes,
-        properties: Basic.Properties,
-        *,
-        mandatory: bool,
-        confirm_timeout: float | None = None,
-    ) -> None:
+    async def publish(self, message: Publication, *, confirm_timeout: float | None = None) -> None:
         """``publish_confirmed`` on this channel (``confirm_timeout`` bounds the wait)."""
-        await publish_confirmed(
-            await self.underlay(),
-            exchange,
-            routing_key,
-            body,
-            properties,
-            mandatory=mandatory,
-            confirm_timeout=confirm_timeout,
-        )
+        await publish_confirmed(await self.underlay(), message, confirm_timeout=confirm_timeout)
 
 
 __all__ = [
     "PUBLISH_ERRORS",
     "ConfirmingChannel",
+    "Publication",
     "PublishNotConfirmed",
     "not_confirmed",
     "publish_confirmed",

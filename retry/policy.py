@@ -81,6 +81,17 @@ class Transient:
 GatewayAnswer = Charged | Declined | Rejected | Transient
 
 
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds (negative as 0), or ``None`` when absent or not a
+    number of seconds (an HTTP date is not honoured: the ladder's own delay applies)."""
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return None
+
+
 def http_status(answer: GatewayAnswer) -> int | None:
     """The HTTP status the answer came with; ``None`` when none came (timeout, connection)."""
     match answer:

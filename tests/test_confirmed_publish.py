@@ -16,7 +16,7 @@ from pamqp.commands import Basic
 from processor.adapters.amqp_publisher import AmqpPublisher
 from processor.envelope import Envelope
 from processor.errors import PublishFailed
-from retry.confirmed_publish import ConfirmingChannel
+from retry.confirmed_publish import ConfirmingChannel, Publication
 from retry.errors import PublishNotConfirmed, RetryLayerError
 from retry.names import REQUEST_ROUTING_KEY, Names
 from schemas import headers as h
@@ -35,13 +35,13 @@ async def test_a_mandatory_publish_no_queue_takes_is_not_confirmed(
     try:
         with pytest.raises(PublishNotConfirmed) as caught:
             await channel.publish(
-                topology.exchange, "nobody.listens", b"{}", PROPERTIES, mandatory=True
+                Publication(topology.exchange, "nobody.listens", b"{}", PROPERTIES, mandatory=True)
             )
         assert isinstance(caught.value, RetryLayerError)
         assert "NO_ROUTE" in str(caught.value)
         # An event nobody listens to is fine:
         await channel.publish(
-            topology.exchange, "nobody.listens", b"{}", PROPERTIES, mandatory=False
+            Publication(topology.exchange, "nobody.listens", b"{}", PROPERTIES, mandatory=False)
         )
     finally:
         await channel.close()
@@ -55,7 +55,9 @@ async def test_a_confirmed_publish_is_in_the_queue(
     await channel.open()
     try:
         await channel.publish(
-            topology.exchange, REQUEST_ROUTING_KEY, b'{"x": 1}', PROPERTIES, mandatory=True
+            Publication(
+                topology.exchange, REQUEST_ROUTING_KEY, b'{"x": 1}', PROPERTIES, mandatory=True
+            )
         )
     finally:
         await channel.close()
@@ -75,13 +77,13 @@ async def test_a_closed_or_unopened_channel_is_the_same_error(
     channel = ConfirmingChannel(connection)
     with pytest.raises(PublishNotConfirmed, match="not open"):
         await channel.publish(
-            topology.exchange, REQUEST_ROUTING_KEY, b"{}", PROPERTIES, mandatory=True
+            Publication(topology.exchange, REQUEST_ROUTING_KEY, b"{}", PROPERTIES, mandatory=True)
         )
     await channel.open()
     await channel.close()
     with pytest.raises(PublishNotConfirmed, match="closed"):
         await channel.publish(
-            topology.exchange, REQUEST_ROUTING_KEY, b"{}", PROPERTIES, mandatory=True
+            Publication(topology.exchange, REQUEST_ROUTING_KEY, b"{}", PROPERTIES, mandatory=True)
         )
 
 

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 
-from processor.fake_faults import sticky_fails
 from processor.fake_gateway import (
     FakeGatewayConfig,
     RunningGateway,
@@ -19,6 +18,7 @@ from processor.fake_gateway import (
     config_from_args,
     start_fake_gateway,
 )
+from processor.fake_gateway.faults import sticky_fails
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from processor.fake_faults import sticky_fails
+from processor.fake_gateway.faults import sticky_fails
 from processor.producer import generate_payment, payment_message, publish_bodies
 from schemas.tables import PaymentRow
 from tests.chaos.harness import ChaosRun, assert_invariants

@@ -26,7 +26,7 @@ from pamqp.common import FieldValue
 from processor.envelope import Envelope
 from processor.errors import PublishFailed
 from processor.ports import ParkNotice
-from retry.confirmed_publish import ConfirmingChannel
+from retry.confirmed_publish import ConfirmingChannel, Publication
 from retry.errors import PublishNotConfirmed
 from retry.names import DEAD_ROUTING_KEY, Names
 from schemas import headers as h
@@ -94,7 +94,9 @@ class AmqpPublisher:
     async def _send(
         self, exchange: str, message: aio_pika.Message, routing_key: str, *, mandatory: bool
     ) -> None:
-        await self._publish(exchange, message.body, message.properties, routing_key, mandatory)
+        await self._publish(
+            Publication(exchange, routing_key, message.body, message.properties, mandatory)
+        )
 
     async def _send_properties(
         self, exchange: str, body: bytes, properties: Basic.Properties, routing_key: str
@@ -102,28 +104,14 @@ class AmqpPublisher:
         """Publish an event or a reply (not mandatory) from ready-made properties: building
         an ``aio_pika.Message`` for every payment's event and reply costs CPU on the hot path,
         and these two need none of its conveniences."""
-        await self._publish(exchange, body, properties, routing_key, mandatory=False)
+        await self._publish(Publication(exchange, routing_key, body, properties, mandatory=False))
 
-    async def _publish(
-        self,
-        exchange: str,
-        body: bytes,
-        properties: Basic.Properties,
-        routing_key: str,
-        mandatory: bool,
-    ) -> None:
+    async def _publish(self, message: Publication) -> None:
         """Publish and wait for the broker's confirm; ``PublishFailed`` names the queue."""
         try:
-            await self._channel.publish(
-                exchange,
-                routing_key,
-                body,
-                properties,
-                mandatory=mandatory,
-                confirm_timeout=_CONFIRM_TIMEOUT,
-            )
+            await self._channel.publish(message, confirm_timeout=_CONFIRM_TIMEOUT)
         except PublishNotConfirmed as exc:
-            raise PublishFailed(f"{routing_key}: {exc}"[:300]) from exc
+            raise PublishFailed(f"{message.routing_key}: {exc}"[:300]) from exc
 
     def _copy(
         self, envelope: Envelope, headers: dict[str, FieldValue], body: bytes

@@ -39,6 +39,7 @@ from retry.policy import (
     Transient,
     TransientKind,
     classify_status,
+    retry_after_seconds,
 )
 from schemas.cards import redact_card_numbers
 from schemas.outcome import ErrorInfo
@@ -203,7 +204,14 @@ def interpret_response(status: int, content: bytes, headers: Any) -> GatewayAnsw
                 kind = TransientKind.GATEWAY_AUTH
             else:
                 kind = TransientKind.SERVER_ERROR
-            return Transient(kind, error, http_status=status, retry_after=_retry_after(headers))
+            return Transient(
+                kind,
+                error,
+                http_status=status,
+                retry_after=retry_after_seconds(
+                    headers.get("retry-after") if headers is not None else None
+                ),
+            )
     raise AssertionError(status)  # pragma: no cover
 
 
@@ -226,16 +234,6 @@ def _error(body: dict[str, Any], status: int) -> ErrorInfo:
         code=redact_card_numbers(code)[:64],
         message=redact_card_numbers(message or f"gateway answered {status}")[:500],
     )
-
-
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("retry-after") if headers is not None else None
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        return None
 
 
 def _why(exc: Exception) -> str:

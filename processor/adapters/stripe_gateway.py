@@ -46,6 +46,7 @@ from retry.policy import (
     Rejected,
     Transient,
     TransientKind,
+    retry_after_seconds,
 )
 from retry.stripe_amounts import refusal
 from retry.stripe_mapping import (
@@ -269,7 +270,7 @@ def failure_fact(exc: stripe.StripeError) -> StripeFailure:
         decline_code=_text(error.get("decline_code")),
         message=_text(error.get("message")) or _first_line(exc.user_message or str(exc)),
         should_retry=None if should is None else should.strip().lower() == "true",
-        retry_after=_seconds(headers.get("retry-after")),
+        retry_after=retry_after_seconds(headers.get("retry-after")),
         wire=_wire(exc) if isinstance(exc, stripe.APIConnectionError) else None,
     )
 
@@ -293,12 +294,3 @@ def _text(value: object) -> str | None:
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
-
-
-def _seconds(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        return None

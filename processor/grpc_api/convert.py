@@ -6,7 +6,7 @@ The generated message classes are untyped (they are produced at first use), so t
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from processor.ports import PaymentSnapshot
@@ -48,31 +48,25 @@ def _error(pb2: Any, error: ErrorInfo | None) -> Any:
     return None if error is None else pb2.Error(code=error.code, message=error.message)
 
 
-def _timestamp(message: Any, field: str, when: datetime) -> None:
-    getattr(message, field).FromDatetime(when)
+def _identity(pb2: Any, source: PaymentResult | PaymentSnapshot) -> dict[str, Any]:
+    """The fields ``ChargeResult`` and ``Payment`` share, from either of their models."""
+    return {
+        "payment_id": source.payment_id,
+        "status": status_to_proto(pb2, source.status),
+        "attempts": source.attempts,
+        "gateway_charge_id": source.gateway_charge_id,
+    }
 
 
 def result_to_proto(pb2: Any, result: PaymentResult) -> Any:
-    message = pb2.ChargeResult(
-        payment_id=result.payment_id,
-        status=status_to_proto(pb2, result.status),
-        attempts=result.attempts,
-        gateway_charge_id=result.gateway_charge_id,
-        error=_error(pb2, result.error),
-    )
-    _timestamp(message, "processed_at", result.processed_at)
+    message = pb2.ChargeResult(**_identity(pb2, result), error=_error(pb2, result.error))
+    message.processed_at.FromDatetime(result.processed_at)
     return message
 
 
 def payment_to_proto(pb2: Any, snapshot: PaymentSnapshot) -> Any:
-    message = pb2.Payment(
-        payment_id=snapshot.payment_id,
-        status=status_to_proto(pb2, snapshot.status),
-        attempts=snapshot.attempts,
-        gateway_charge_id=snapshot.gateway_charge_id,
-        last_error=_error(pb2, snapshot.last_error),
-    )
-    _timestamp(message, "updated_at", snapshot.updated_at)
+    message = pb2.Payment(**_identity(pb2, snapshot), last_error=_error(pb2, snapshot.last_error))
+    message.updated_at.FromDatetime(snapshot.updated_at)
     return message
 
 

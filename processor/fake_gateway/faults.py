@@ -14,11 +14,12 @@ a rate limit the gateway enforces itself.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 import zlib
 from dataclasses import dataclass
 from typing import Any
+
+from processor.fake_server import is_number
 
 _BUCKETS = 10_000
 
@@ -32,7 +33,7 @@ def validate_knobs(
     sticky_failure_share: object, failing_merchants: object, rate_limit: object, burst: object
 ) -> None:
     """Raise ``ValueError`` naming the first protection knob out of range."""
-    if not _number(sticky_failure_share) or not 0 <= sticky_failure_share <= 1:  # type: ignore[operator]
+    if not is_number(sticky_failure_share) or not 0 <= sticky_failure_share <= 1:  # type: ignore[operator]
         raise ValueError(
             f"sticky_failure_share must be a number between 0 and 1, got {sticky_failure_share!r}"
         )
@@ -40,14 +41,10 @@ def validate_knobs(
         isinstance(m, str) for m in failing_merchants
     ):
         raise ValueError(f"failing_merchants must be a list of strings, got {failing_merchants!r}")
-    if not _number(rate_limit) or rate_limit < 0:  # type: ignore[operator]
+    if not is_number(rate_limit) or rate_limit < 0:  # type: ignore[operator]
         raise ValueError(f"rate_limit must be requests/s >= 0 (0 = none), got {rate_limit!r}")
-    if not _number(burst) or burst <= 0:  # type: ignore[operator]
+    if not is_number(burst) or burst <= 0:  # type: ignore[operator]
         raise ValueError(f"rate_limit_burst must be seconds > 0, got {burst!r}")
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(slots=True)

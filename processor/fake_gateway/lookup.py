@@ -1,7 +1,7 @@
 """The fake gateway's charge lookup: ``GET /v1/charges?idempotency_key=<key>``, from its ledger.
 
 It answers ``200 {"object": "list", "data": [charge…]}`` with every charge made with the key
-(``data: []`` when none was), as the SPEC's "Gateway HTTP contract" says. The
+(``data: []`` when none was), as the gateway HTTP contract says. The
 ``lookup_failure_rate`` knob makes a share of lookups answer 503 instead ("cannot say now"),
 so the in-doubt path and the reconciler can be exercised (``outage`` concerns charges only);
 ``GatewayState.lookups`` counts the lookups asked for.
@@ -11,17 +11,20 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import orjson
 from aiohttp import web
 
-LOOKUP_UNAVAILABLE: Final = orjson.dumps(
-    {
-        "error": {
-            "type": "api_error",
-            "code": "lookup_unavailable",
-            "message": "Charges cannot be listed right now.",
-        }
-    }
+from processor.fake_gateway.answers import error, invalid
+from processor.fake_gateway.charge import respond
+from processor.fake_gateway.state import STATE_KEY
+from processor.fake_server import JSON, json_response
+
+__all__ = ["LOOKUP_UNAVAILABLE", "handle_lookup", "lookup_list"]
+
+LOOKUP_UNAVAILABLE: Final = error(
+    503, "api_error", "lookup_unavailable", "Charges cannot be listed right now."
+)
+_MISSING_KEY: Final = invalid(
+    "missing_idempotency_key", "The idempotency_key query parameter is required."
 )
 
 
@@ -38,24 +41,11 @@ def lookup_list(charge_ids: list[str], key: str) -> dict[str, Any]:
 
 async def handle_lookup(request: web.Request) -> web.StreamResponse:
     """``GET /v1/charges``: the charges made with ``idempotency_key``, or a 503 fault."""
-    from processor.fake_gateway import STATE_KEY  # the state lives with the app
-
     state = request.app[STATE_KEY]
     state.lookups += 1
     if state.draw(state.config.lookup_failure_rate):
-        state.answers[503] += 1
-        return web.Response(status=503, body=LOOKUP_UNAVAILABLE, content_type="application/json")
+        return respond(state, LOOKUP_UNAVAILABLE)
     key = request.query.get("idempotency_key", "")
     if not key:
-        body = orjson.dumps(
-            {
-                "error": {
-                    "type": "invalid_request_error",
-                    "code": "missing_idempotency_key",
-                    "message": "The idempotency_key query parameter is required.",
-                }
-            }
-        )
-        return web.Response(status=400, body=body, content_type="application/json")
-    body = orjson.dumps(lookup_list(list(state.charge_ids.get(key, [])), key))
-    return web.Response(status=200, body=body, content_type="application/json")
+        return web.Response(status=400, body=_MISSING_KEY.body, content_type=JSON)
+    return json_response(200, lookup_list(list(state.charge_ids.get(key, [])), key))
