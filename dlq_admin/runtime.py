@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dlq_admin.amqp import AmqpQueueProbe, AmqpReplayPublisher, DlqConsumer, declare_dlq_topology
 from dlq_admin.auth import Authenticator, ConfiguredToken, configured_tokens
 from dlq_admin.errors import TokenConfigError
+from dlq_admin.jobs.store import SqlJobStore
 from dlq_admin.metrics import AdminMetrics
 from dlq_admin.service import DlqAdmin
 from dlq_admin.store import SqlDlqStore
@@ -111,6 +112,7 @@ class AdminRuntime:
                 publisher,
                 AmqpQueueProbe(connection, names.dlq),
                 Authenticator(tokens),
+                job_store=SqlJobStore(engine, settings.namespace),
                 queue_name=names.dlq,
                 replay_rate=settings.admin_replay_rate,
             )

@@ -13,6 +13,9 @@ Each capability is its own module and can be used on its own:
                   ``access`` audits refused authentication and roles
 * ``validation``  edited bodies and filters; ``selection`` turns a bulk selection into
                   batches; ``replay_rules`` what may be replayed and what is published
+* ``jobs``        replay jobs: a frozen selection published paced, fair, behind a canary,
+                  restart-safe (``jobs``, a ``ReplayJobs``; the runner is started by the
+                  runtime); ``jobs.retention`` purges old discarded and replayed entries
 
 The methods below only delegate; new capabilities (replay jobs, reconciliation) are built next
 to these from the same ports and reach the others through the attributes.
@@ -32,6 +35,8 @@ from dlq_admin.bulk_replay import BulkReplay
 from dlq_admin.discard import Discard
 from dlq_admin.errors import AdminError
 from dlq_admin.ingest import Ingest
+from dlq_admin.jobs.ports import JobStore
+from dlq_admin.jobs.service import ReplayJobs
 from dlq_admin.paging import TokenBucket
 from dlq_admin.ports import (
     DlqStore,
@@ -59,6 +64,7 @@ from schemas.dlq import (
     Role,
 )
 from schemas.outcome import ParkReason
+from schemas.replay_jobs import ReplayJobCreate, ReplayJobView
 from schemas.tables import utcnow
 
 __all__ = ["Actor", "DlqAdmin", "validate_edit"]
@@ -76,6 +82,7 @@ class DlqAdmin:
         probe: QueueProbe,
         authenticator: Authenticator,
         *,
+        job_store: JobStore,
         queue_name: str,
         replay_rate: float = 500.0,
         bulk_chunk: int = 500,
@@ -108,6 +115,11 @@ class DlqAdmin:
             store, self.replayer, self.audit_log, chunk=bulk_chunk, concurrency=bulk_concurrency
         )
         self.discarder = Discard(store, self.audit_log)
+        self.job_store = job_store
+        self.jobs = ReplayJobs(
+            job_store, store, self.audit_log, default_rate=replay_rate, clock=clock
+        )
+        """Replay jobs: ``create``, ``list_jobs``, ``get``, ``pause``, ``resume``, ``cancel``."""
 
     def _notify(self, kind: str, label: str, value: float | None) -> None:
         self.observe(kind, label, value)
@@ -196,8 +208,23 @@ class DlqAdmin:
         return await self.replayer.replay(actor, entry_id, payload)
 
     async def bulk_replay(self, actor: Actor, selection: BulkSelection) -> BulkReplayResult:
-        """Replay many entries (rate-limited); report replayed, skipped (why) and failed."""
+        """Replay many entries now, in this call (rate-limited); report replayed, skipped
+        (why) and failed. The API's ``POST /dlq/replay`` uses it for dry runs only."""
         return await self.bulk_replayer.bulk_replay(actor, selection)
+
+    async def replay_selection(
+        self, actor: Actor, selection: BulkSelection
+    ) -> BulkReplayResult | ReplayJobView:
+        """``POST /dlq/replay``: a dry run answers what would be replayed (and what skipped,
+        why); otherwise a replay job over the selection (frozen now) is created."""
+        if selection.dry_run:
+            return await self.bulk_replayer.bulk_replay(actor, selection)
+        request = ReplayJobCreate(
+            ids=selection.ids, reason=selection.reason, group=selection.group, limit=selection.limit
+        )
+        job = await self.jobs.create(actor, request)
+        assert isinstance(job, ReplayJobView)
+        return job
 
     async def discard(
         self, actor: Actor, entry_id: str, note: str | None = None
