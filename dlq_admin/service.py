@@ -36,6 +36,7 @@ from dlq_admin.discard import Discard
 from dlq_admin.errors import AdminError
 from dlq_admin.ingest import Ingest
 from dlq_admin.jobs.ports import JobStore
+from dlq_admin.jobs.retention import Retention
 from dlq_admin.jobs.service import ReplayJobs
 from dlq_admin.paging import TokenBucket
 from dlq_admin.ports import (
@@ -61,6 +62,7 @@ from schemas.dlq import (
     EntryStatus,
     PaymentView,
     ReplayResult,
+    RetentionStats,
     Role,
 )
 from schemas.outcome import ParkReason
@@ -84,6 +86,7 @@ class DlqAdmin:
         *,
         job_store: JobStore,
         queue_name: str,
+        retention_days: float | None = None,
         replay_rate: float = 500.0,
         bulk_chunk: int = 500,
         bulk_concurrency: int = 2,
@@ -95,6 +98,7 @@ class DlqAdmin:
         self.probe = probe
         self.authenticator = authenticator
         self.queue_name = queue_name
+        self._clock = clock
         self.observe: Observe = _ignore
         """Where the capabilities report what they ingested and replayed; the runtime
         points it at the Prometheus metrics (``AdminMetrics``)."""
@@ -120,6 +124,24 @@ class DlqAdmin:
             job_store, store, self.audit_log, default_rate=replay_rate, clock=clock
         )
         """Replay jobs: ``create``, ``list_jobs``, ``get``, ``pause``, ``resume``, ``cancel``."""
+        self.retention = (
+            Retention(job_store, keep=timedelta(days=retention_days), clock=clock)
+            if retention_days is not None
+            else None
+        )
+        """Purges old discarded and replayed entries (run by the runtime); None: never."""
+
+    def replayer_paced_by(self, bucket: TokenBucket) -> Replay:
+        """A ``Replay`` like ``replayer`` but paced by ``bucket`` (a replay job's own rate)."""
+        return Replay(
+            self.store,
+            self.publisher,
+            self.audit_log,
+            bucket=bucket,
+            stale_replay_after=self.replayer.stale_replay_after,
+            clock=self._clock,
+            observe=self._notify,
+        )
 
     def _notify(self, kind: str, label: str, value: float | None) -> None:
         self.observe(kind, label, value)
@@ -186,7 +208,14 @@ class DlqAdmin:
         return await self.browser.get_entry(entry_id)
 
     async def stats(self) -> DlqStats:
-        return await self.browser.stats()
+        """Counts, oldest parked entry, queue depth, and what retention purges within 24 h."""
+        stats = await self.browser.stats()
+        if self.retention is None:
+            return stats
+        due = await self.retention.due_within()
+        return stats.model_copy(
+            update={"retention": RetentionStats(days=self.retention.days, purge_next_24h=due)}
+        )
 
     async def groups(
         self,

@@ -39,6 +39,8 @@ class ReplayJobRow(SQLModel, table=True):
     canary_done: bool = False
     """The canary passed, or an operator resumed the job after it paused it."""
     paused_reason: str | None = Field(default=None, max_length=500)
+    self_paused: bool = False
+    """The job paused itself (its canary failed), as opposed to an operator pausing it."""
     total: int = 0
     created_by: str = Field(max_length=100)
     created_at: datetime = Field(default_factory=utcnow)

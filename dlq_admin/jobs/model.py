@@ -77,6 +77,7 @@ class Job:
     canary: Canary | None
     canary_done: bool
     paused_reason: str | None
+    self_paused: bool
     total: int
     created_by: str
     created_at: datetime

@@ -47,9 +47,11 @@ class JobStore(Protocol):
         only_from: Sequence[JobState],
         paused_reason: str | None = None,
         canary_done: bool | None = None,
+        self_paused: bool = False,
     ) -> bool:
         """Move the job to ``state`` if it is in one of ``only_from``; True if it moved.
-        A final state sets ``finished_at`` and drops the lease."""
+        ``self_paused``: the job pauses itself (not an operator). A final state sets
+        ``finished_at`` and drops the lease."""
         ...
 
     async def mark_canary_done(self, job_id: str) -> None: ...
@@ -60,6 +62,14 @@ class JobStore(Protocol):
 
     async def running_jobs(self) -> list[str]:
         """Ids of the jobs in state ``running``."""
+        ...
+
+    async def active_jobs(self) -> list[Job]:
+        """Jobs not final yet (running or paused), oldest first."""
+        ...
+
+    async def following_jobs(self) -> list[str]:
+        """Ids of paused or cancelled jobs that still have published payments to follow."""
         ...
 
     # ---- the lease ---------------------------------------------------------------------

@@ -59,6 +59,7 @@ def _job(m: RowMapping) -> Job:
         canary=canary,
         canary_done=bool(m["canary_done"]),
         paused_reason=m["paused_reason"],
+        self_paused=bool(m["self_paused"]),
         total=int(m["total"]),
         created_by=m["created_by"],
         created_at=m["created_at"],
@@ -87,6 +88,7 @@ class SqlJobStore(SqlBase):
                     canary_size=job.canary.size if job.canary else None,
                     canary_max_failure_share=(job.canary.max_failure_share if job.canary else None),
                     canary_done=job.canary is None,
+                    self_paused=False,
                     total=len(job.entries),
                     created_by=job.created_by,
                     created_at=now,
@@ -167,12 +169,14 @@ class SqlJobStore(SqlBase):
         only_from: Sequence[JobState],
         paused_reason: str | None = None,
         canary_done: bool | None = None,
+        self_paused: bool = False,
     ) -> bool:
         now = utcnow()
         values: dict[str, Any] = {
             "state": state.value,
             "updated_at": now,
             "paused_reason": paused_reason,
+            "self_paused": self_paused,
         }
         if canary_done is not None:
             values["canary_done"] = canary_done
@@ -212,6 +216,31 @@ class SqlJobStore(SqlBase):
                 select(jobs.c.id)
                 .where(jobs.c.namespace == self._ns, jobs.c.state == JobState.RUNNING.value)
                 .order_by(jobs.c.created_at)
+            )
+            return [str(r[0]) for r in rows]
+
+    async def active_jobs(self) -> list[Job]:
+        async with self._tx() as conn:
+            rows = await conn.execute(
+                select(jobs)
+                .where(
+                    jobs.c.namespace == self._ns,
+                    jobs.c.state.in_([JobState.RUNNING.value, JobState.PAUSED.value]),
+                )
+                .order_by(jobs.c.created_at)
+            )
+            return [_job(row._mapping) for row in rows]
+
+    async def following_jobs(self) -> list[str]:
+        je = job_entries.c
+        following = exists().where(je.job_id == jobs.c.id, je.state == EntryState.PUBLISHED.value)
+        async with self._tx() as conn:
+            rows = await conn.execute(
+                select(jobs.c.id).where(
+                    jobs.c.namespace == self._ns,
+                    jobs.c.state.in_([JobState.PAUSED.value, JobState.CANCELLED.value]),
+                    following,
+                )
             )
             return [str(r[0]) for r in rows]
 

@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("canary_max_failure_share", sa.Float(), nullable=True),
         sa.Column("canary_done", sa.Boolean(), nullable=False),
         sa.Column("paused_reason", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+        sa.Column("self_paused", sa.Boolean(), nullable=False),
         sa.Column("total", sa.Integer(), nullable=False),
         sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
