@@ -65,6 +65,7 @@ def _job(m: RowMapping) -> Job:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         started_at=m["started_at"],
+        last_published_at=m["last_published_at"],
         finished_at=m["finished_at"],
         lease_owner=m["lease_owner"],
         lease_expires_at=m["lease_expires_at"],
@@ -140,15 +141,29 @@ class SqlJobStore(SqlBase):
             return {}
         je = job_entries.c
         counts: dict[str, dict[str, int]] = {job_id: {} for job_id in job_ids}
+        skipped: dict[str, dict[str, int]] = {job_id: {} for job_id in job_ids}
+        ids = list(job_ids)
         async with self._tx() as conn:
+            # The counts come from one statement (one snapshot), so they add up; it is
+            # served by the (job_id, state) index alone. The skip reasons are read next.
             rows = await conn.execute(
                 select(je.job_id, je.state, func.count())
-                .where(je.job_id.in_(list(job_ids)))
+                .where(je.job_id.in_(ids))
                 .group_by(je.job_id, je.state)
             )
             for job_id, state, count in rows:
                 counts[str(job_id)][str(state)] = int(count)
-        return {job_id: Figures.from_counts(sum(c.values()), c) for job_id, c in counts.items()}
+            rows = await conn.execute(
+                select(je.job_id, je.note, func.count())
+                .where(je.job_id.in_(ids), je.state == EntryState.SKIPPED.value)
+                .group_by(je.job_id, je.note)
+            )
+            for job_id, note, count in rows:
+                skipped[str(job_id)][str(note)] = int(count)
+        return {
+            job_id: Figures.from_counts(sum(c.values()), c, skipped[job_id])
+            for job_id, c in counts.items()
+        }
 
     async def canary_figures(self, job_id: str, size: int) -> Figures:
         je = job_entries.c
@@ -367,6 +382,10 @@ class SqlJobStore(SqlBase):
                         )
                         .values(state=state.value, published_at=at)
                     )
+            if published:
+                await conn.execute(
+                    update(jobs).where(jobs.c.id == job_id).values(last_published_at=now)
+                )
 
     async def follow(self, job_id: str) -> None:
         je = job_entries.c
