@@ -60,7 +60,7 @@ async def test_a_failing_canary_pauses_the_job_until_the_cause_is_fixed(
         5,
         0,
     )
-    attempts = await replayed_attempts(admin)
+    attempts = await replayed_attempts(admin, [b["payment_id"] for b in bodies])
     rest = {b["payment_id"] for b in bodies} - {e["payment_id"] for e in parked_again}
     assert all(attempts[p] == 1 for p in rest)
     audit = (await admin.get("/audit", action="dlq.replay_job.resume"))["items"]
@@ -104,7 +104,7 @@ async def test_two_thousand_entries_at_200_per_second_each_payment_succeeds_once
     moving = [(t, n) for t, n in samples if 0 < n < 2000]
     (t0, n0), (t1, n1) = moving[0], moving[-1]
     assert (n1 - n0) / (t1 - t0) <= 220, (n1 - n0) / (t1 - t0)
-    attempts = await replayed_attempts(admin)
+    attempts = await replayed_attempts(admin, [b["payment_id"] for b in bodies])
     assert {b["payment_id"] for b in bodies} == set(attempts)
     assert set(attempts.values()) == {1}
     assert all(gateway.state.charge_count(b["payment_id"]) == 1 for b in bodies)

@@ -60,7 +60,7 @@ async def test_an_admin_killed_mid_job_is_replaced_and_the_job_completes_chargin
         0,
         0,
     )
-    attempts = await replayed_attempts(api)
+    attempts = await replayed_attempts(api, [b["payment_id"] for b in bodies])
     assert set(attempts) == {b["payment_id"] for b in bodies}
     assert set(attempts.values()) == {1}, {p: n for p, n in attempts.items() if n != 1}
     assert all(gateway.state.charge_count(b["payment_id"]) == 1 for b in bodies)
@@ -87,5 +87,6 @@ async def test_discarded_and_replayed_entries_are_purged_after_retention_parked_
     remaining = await eventually(lambda: admin.entries(), lambda items: len(items) == 1)
     assert [e["id"] for e in remaining] == [kept]
     assert remaining[0]["status"] == "parked"
-    assert any("purged 2 discarded or replayed" in r.getMessage() for r in caplog.records)
+    purges = [r for r in caplog.records if "discarded or replayed DLQ entries" in r.getMessage()]
+    assert sum(r.__dict__["purged"] for r in purges) == 2
     assert (await admin.get("/dlq/stats"))["retention"]["purge_next_24h"] == 0
