@@ -42,6 +42,8 @@ OK_PAYMENT = ("succeeded", "declined")
 PURGEABLE = (EntryStatus.DISCARDED.value, EntryStatus.REPLAYED.value)
 """Entry statuses retention may delete (never ``parked`` or ``replaying``)."""
 _INSERT_BATCH = 1000
+FOLLOW_LIMIT = 5000
+"""Followed entries looked at per ``follow`` (the oldest first): bounds its cost."""
 
 
 def _job(m: RowMapping) -> Job:
@@ -306,12 +308,12 @@ class SqlJobStore(SqlBase):
                 for r in rows
             ]
 
-    async def skip_entries(self, job_id: str, notes: Mapping[str, str]) -> None:
+    async def skip_entries(self, job_id: str, notes: Mapping[int, str]) -> None:
         je = job_entries.c
         now = utcnow()
-        by_note: dict[str, list[str]] = {}
-        for entry_id, note in notes.items():
-            by_note.setdefault(note, []).append(entry_id)
+        by_note: dict[str, list[int]] = {}
+        for position, note in notes.items():
+            by_note.setdefault(note, []).append(position)
         async with self._tx() as conn:
             for note, ids in by_note.items():
                 for start in range(0, len(ids), IN_CHUNK):
@@ -319,22 +321,23 @@ class SqlJobStore(SqlBase):
                         update(job_entries)
                         .where(
                             je.job_id == job_id,
-                            je.entry_id.in_(ids[start : start + IN_CHUNK]),
+                            je.position.in_(ids[start : start + IN_CHUNK]),
                             je.state == EntryState.WAITING.value,
                         )
                         .values(state=EntryState.SKIPPED.value, note=note[:64], settled_at=now)
                     )
 
     async def claim_entries(
-        self, job_id: str, entry_ids: Sequence[str], stale_before: datetime
+        self, job_id: str, entries_: Sequence[JobEntry], stale_before: datetime
     ) -> dict[str, ClaimedEntry]:
+        position = {e.entry_id: e.position for e in entries_}
         c = entries.c
         status = not_indexed(c.status)
         claimable = or_(
             status == EntryStatus.PARKED.value,
             and_(status == EntryStatus.REPLAYING.value, c.updated_at < stale_before),
         )
-        unique = list(dict.fromkeys(entry_ids))
+        unique = list(position)
         claimed: dict[str, ClaimedEntry] = {}
         now = utcnow()
         async with self._tx() as conn:
@@ -356,14 +359,14 @@ class SqlJobStore(SqlBase):
                         update(job_entries)
                         .where(
                             job_entries.c.job_id == job_id,
-                            job_entries.c.entry_id.in_([e.id for e in batch]),
+                            job_entries.c.position.in_([position[e.id] for e in batch]),
                         )
                         .values(state=EntryState.CLAIMED.value)
                     )
         return claimed
 
     async def settle_entries(
-        self, job_id: str, published: Sequence[str], unpublished: Sequence[str]
+        self, job_id: str, published: Sequence[int], unpublished: Sequence[int]
     ) -> None:
         je = job_entries.c
         now = utcnow()
@@ -377,7 +380,7 @@ class SqlJobStore(SqlBase):
                         update(job_entries)
                         .where(
                             je.job_id == job_id,
-                            je.entry_id.in_(list(ids[start : start + IN_CHUNK])),
+                            je.position.in_(list(ids[start : start + IN_CHUNK])),
                             je.state == EntryState.CLAIMED.value,
                         )
                         .values(state=state.value, published_at=at)
@@ -388,26 +391,63 @@ class SqlJobStore(SqlBase):
                 )
 
     async def follow(self, job_id: str) -> None:
+        # Read the followed entries, look their payments and re-parkings up by key (primary
+        # key, ``ix_dlq_replay_of``), then settle them by position: a correlated ``EXISTS``
+        # over ``dlq_entries`` is planned as a scan per row by SQLite.
         je = job_entries.c
         now = utcnow()
-        mine = [je.job_id == job_id, je.state == EntryState.PUBLISHED.value]
-        final = exists().where(
-            payments.c.payment_id == je.payment_id, payments.c.status.in_(OK_PAYMENT)
-        )
-        parked_again = exists().where(
-            entries.c.replay_of == je.entry_id, entries.c.namespace == self._ns
-        )
         async with self._tx() as conn:
-            await conn.execute(
-                update(job_entries)
-                .where(*mine, parked_again)
-                .values(state=EntryState.FAILED.value, settled_at=now)
-            )
-            await conn.execute(
-                update(job_entries)
-                .where(*mine, final)
-                .values(state=EntryState.SUCCEEDED.value, settled_at=now)
-            )
+            rows = (
+                await conn.execute(
+                    select(je.position, je.entry_id, je.payment_id)
+                    .where(je.job_id == job_id, je.state == EntryState.PUBLISHED.value)
+                    .order_by(je.position)
+                    .limit(FOLLOW_LIMIT)
+                )
+            ).all()
+            failed: list[int] = []
+            succeeded: list[int] = []
+            for start in range(0, len(rows), IN_CHUNK):
+                chunk = rows[start : start + IN_CHUNK]
+                again = {
+                    str(r[0])
+                    for r in await conn.execute(
+                        select(entries.c.replay_of).where(
+                            entries.c.replay_of.in_([r.entry_id for r in chunk]),
+                            not_indexed(entries.c.namespace) == self._ns,
+                        )
+                    )
+                }
+                final = {
+                    str(r[0])
+                    for r in await conn.execute(
+                        select(payments.c.payment_id).where(
+                            payments.c.payment_id.in_(
+                                [r.payment_id for r in chunk if r.payment_id]
+                            ),
+                            payments.c.status.in_(OK_PAYMENT),
+                        )
+                    )
+                }
+                for r in chunk:
+                    if r.entry_id in again:
+                        failed.append(r.position)
+                    elif r.payment_id in final:
+                        succeeded.append(r.position)
+            for positions, state in (
+                (failed, EntryState.FAILED),
+                (succeeded, EntryState.SUCCEEDED),
+            ):
+                for start in range(0, len(positions), IN_CHUNK):
+                    await conn.execute(
+                        update(job_entries)
+                        .where(
+                            je.job_id == job_id,
+                            je.position.in_(positions[start : start + IN_CHUNK]),
+                            je.state == EntryState.PUBLISHED.value,
+                        )
+                        .values(state=state.value, settled_at=now)
+                    )
 
     async def entry_statuses(self, entry_ids: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}
