@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from dlq_admin.audit import Actor
+from dlq_admin.audit import Actor, AuditLog
 from dlq_admin.auth import Principal
 from dlq_admin.errors import Conflict
 from dlq_admin.jobs.model import EntryState, Figures, Job, JobEntry
@@ -114,6 +114,7 @@ class JobExecution:
         canary_timeout: float,
         stale_before: Callable[[], datetime],
         observe: JobObserve,
+        audit_log: AuditLog | None = None,
     ) -> None:
         self.job_id = job_id
         self.jobs = jobs
@@ -123,6 +124,8 @@ class JobExecution:
         self.canary_timeout = canary_timeout
         self._stale_before = stale_before
         self._observe = observe
+        self.audit_log = audit_log
+        """Where the job's own decisions (pausing itself) are audited."""
         self.actor = job_actor(job_id)
         self._replay: Replay | None = None
         self._step = 0
@@ -198,6 +201,14 @@ class JobExecution:
             ):
                 log.warning("replay job paused itself", extra={"job_id": job.id, "why": reason})
                 self._observe("self_paused", job.id)
+                if self.audit_log is not None:
+                    await self.audit_log.record(
+                        self.actor,
+                        "dlq.replay_job.self_pause",
+                        f"job:{job.id}",
+                        "paused",
+                        {"reason": reason, "failed": failed, "published": base},
+                    )
             return False
         await self.jobs.mark_canary_done(job.id)
         log.info("replay job canary passed", extra=_extra(job.id, figures))

@@ -8,7 +8,7 @@ import asyncio
 from aio_pika.abc import AbstractRobustConnection
 
 from processor.producer import payment_message, publish_bodies
-from tests.dlq_admin.conftest import Admin
+from tests.dlq_admin.conftest import VIEWER, Admin
 from tests.dlq_admin.helpers import park_many, request_body
 from tests.dlq_admin.jobs_support import (
     Job,
@@ -48,7 +48,7 @@ async def test_a_failing_canary_pauses_the_job_until_the_cause_is_fixed(
     assert not runner.is_running(job["id"])  # the job's own execution ended with the pause
     parked_again = [e for e in await admin.entries(status="parked", limit=100) if e["replay_of"]]
     assert len(parked_again) == 5
-    metrics = await admin.client.get("/metrics", headers={"Authorization": _viewer(admin)})
+    metrics = await admin.client.get("/metrics", headers=VIEWER)
     assert "payproc_dlq_replay_jobs_self_paused 1.0" in metrics.text
 
     gateway.state.update_config({"failure_rate": 0.0})
@@ -65,12 +65,8 @@ async def test_a_failing_canary_pauses_the_job_until_the_cause_is_fixed(
     assert all(attempts[p] == 1 for p in rest)
     audit = (await admin.get("/audit", action="dlq.replay_job.resume"))["items"]
     assert [a["outcome"] for a in audit] == ["ok"]
-
-
-def _viewer(_admin: Admin) -> str:
-    from tests.dlq_admin.conftest import VIEWER
-
-    return VIEWER["Authorization"]
+    [paused_row] = (await admin.get("/audit", action="dlq.replay_job.self_pause"))["items"]
+    assert (paused_row["actor"], paused_row["target"]) == (f"job:{job['id']}", f"job:{job['id']}")
 
 
 async def test_two_thousand_entries_at_200_per_second_each_payment_succeeds_once(
