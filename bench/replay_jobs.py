@@ -95,7 +95,6 @@ async def measure(db_kind: str, entries: int, paced: int, paced_rate: float) -> 
             "PAYPROC_DATABASE_URL": db.url,
             "PAYPROC_ADMIN_TOKEN": TOKEN,
             "PAYPROC_ADMIN_REPLAY_RATE": "100000",
-            "PAYPROC_ADMIN_JOB_POLL": "0.2",
             "PAYPROC_METRICS_BIND": "off",
             "PAYPROC_LOG_LEVEL": "INFO",
         }

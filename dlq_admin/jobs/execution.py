@@ -50,6 +50,8 @@ log = logging.getLogger("payproc.admin")
 MAX_CHUNK = 500
 """Most entries one batch claims and publishes."""
 RECOVER_LIMIT = 10_000
+FOLLOW_WHILE_PUBLISHING = 5.0
+"""Seconds between two follows of outcomes while the job is still publishing."""
 
 SKIP_NAMES = {
     "already_replayed": "replayed_elsewhere",
@@ -132,6 +134,7 @@ class JobExecution:
         self._canary_waiting_since: float | None = None
         self._started = False
         self._followed_at = -float("inf")
+        self._publishing = False
 
     def _replayer(self, job: Job) -> Replay:
         if self._replay is None:
@@ -149,7 +152,8 @@ class JobExecution:
                 if not await self._canary_round(job):
                     return
                 continue
-            if await self._publish_round(job, self._pacing(job).batch(self._step)):
+            self._publishing = await self._publish_round(job, self._pacing(job).batch(self._step))
+            if self._publishing:
                 continue
             figures = (await self.jobs.figures([job.id]))[job.id]
             if figures.unpublished == 0 and figures.published == 0:
@@ -160,9 +164,11 @@ class JobExecution:
             await asyncio.sleep(self.poll)  # following outcomes: nothing announces them
 
     async def _follow(self, job_id: str) -> None:
-        """Follow outcomes at most once per ``poll`` (its cost grows with what is followed)."""
+        """Follow outcomes at most once per ``poll``, or per ``FOLLOW_WHILE_PUBLISHING`` while
+        the job publishes (its cost grows with what is followed; publishing comes first)."""
         now = time.monotonic()
-        if now - self._followed_at >= self.poll:
+        every = max(self.poll, FOLLOW_WHILE_PUBLISHING) if self._publishing else self.poll
+        if now - self._followed_at >= every:
             self._followed_at = now
             await self.jobs.follow(job_id)
 
@@ -177,6 +183,7 @@ class JobExecution:
             size = min(self._pacing(job).batch(self._step), figures.unpublished)
             await self._publish_round(job, size)
             return True
+        self._publishing = False
         now = time.monotonic()
         if self._canary_waiting_since is None:
             self._canary_waiting_since = now
