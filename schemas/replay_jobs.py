@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -74,7 +75,7 @@ class ReplayJobCreate(JobSelection):
         le=MAX_JOB_RATE,
         description="entries per second (default: the admin's PAYPROC_ADMIN_REPLAY_RATE)",
     )
-    ramp: list[int] | None = Field(
+    ramp: list[Annotated[int, Field(ge=1, le=100_000)]] | None = Field(
         default=None,
         min_length=1,
         max_length=20,

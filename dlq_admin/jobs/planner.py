@@ -15,9 +15,11 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime
 
+from dlq_admin.errors import FieldProblem, InvalidInput
 from dlq_admin.jobs.model import FrozenEntry
 from dlq_admin.ports import EntryFilters, EntryReader
 from dlq_admin.rows import Entry
+from dlq_admin.validation import checked_filters
 from schemas.replay_jobs import MAX_JOB_ENTRIES, JobSelection
 
 PAGE = 1000
@@ -50,13 +52,46 @@ def selection_target(selection: JobSelection) -> str:
     return " ".join(parts)[:500]
 
 
+def _storable(value: str) -> bool:
+    """Text a database can compare: no NUL, no lone surrogate (a JSON body can hold both)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
+
+
+def checked(selection: JobSelection) -> JobSelection:
+    """``selection`` with its times in UTC; ``InvalidInput`` (422) for text no entry can
+    hold in ``group`` or ``merchant_id``, or ``since`` after ``until``."""
+    for name in ("group", "merchant_id"):
+        value = getattr(selection, name)
+        if value is not None and not _storable(value):
+            raise InvalidInput(
+                f"{name}: must be text without NUL characters or lone surrogates",
+                [FieldProblem(("body", name), "invalid text")],
+            )
+    filters = checked_filters(selection_filters(selection))
+    update: dict[str, object] = {"since": filters.since, "until": filters.until}
+    if selection.ids is not None:
+        ids = [i for i in selection.ids if _storable(i)]  # the others match no entry
+        if not ids:
+            raise InvalidInput(
+                "ids: none is an entry id (text without NUL characters or lone surrogates)",
+                [FieldProblem(("body", "ids"), "no valid id")],
+            )
+        update["ids"] = ids
+    return selection.model_copy(update=update)
+
+
 async def freeze(store: EntryReader, selection: JobSelection) -> list[Entry]:
     """The entries the selection matches now, oldest first (ids: in the order given).
     Ids combined with other criteria keep only the entries that match them too."""
+    selection = checked(selection)
     limit = min(selection.limit or MAX_JOB_ENTRIES, MAX_JOB_ENTRIES)
     if selection.ids is not None:
         found: list[Entry] = []
-        ids = [i for i in dict.fromkeys(selection.ids) if "\x00" not in i]
+        ids = list(dict.fromkeys(selection.ids))
         for start in range(0, len(ids), PAGE):
             chunk = ids[start : start + PAGE]
             by_id = await store.get_entries(chunk)

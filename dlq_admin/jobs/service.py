@@ -16,7 +16,7 @@ from datetime import datetime
 from dlq_admin.audit import Actor, AuditLog, Detail, audited
 from dlq_admin.errors import Conflict, NotFound
 from dlq_admin.jobs.model import Figures, Job, NewJob
-from dlq_admin.jobs.planner import by_merchant, freeze, interleave, selection_target
+from dlq_admin.jobs.planner import by_merchant, checked, freeze, interleave, selection_target
 from dlq_admin.jobs.ports import JobStore
 from dlq_admin.jobs.views import job_view
 from dlq_admin.paging import decode_entry_cursor, encode_entry_cursor
@@ -110,8 +110,8 @@ class ReplayJobs:
         """Freeze the selection and store the job (``running``); a dry run only shows the
         frozen selection: how many entries, the first ids in publishing order, per
         merchant."""
-        selection = JobSelection.model_validate(
-            request.model_dump(include=set(JobSelection.model_fields))
+        selection = checked(
+            JobSelection.model_validate(request.model_dump(include=set(JobSelection.model_fields)))
         )
         frozen = interleave(await freeze(self.entries, selection))
         if request.dry_run:

@@ -182,3 +182,25 @@ async def test_bulk_replay_creates_a_job(
     page = (await admin.get("/dlq/replay-jobs"))["items"]
     assert [j["id"] for j in page] == [job["id"]]
     assert await queue_depth(connection, admin.names.requests) == 3
+
+
+async def test_job_requests_that_no_entry_can_match_are_refused_or_match_nothing(
+    admin: Admin,
+) -> None:
+    """Ramp steps out of range and text no database holds (a lone surrogate, a NUL) are a
+    422; among ids such text matches nothing (an empty job, completed at once)."""
+    json_header = {**OPERATOR, "Content-Type": "application/json"}
+    for body in (
+        b'{"reason": "poison", "ramp": [0]}',
+        b'{"reason": "poison", "ramp": [100000000000000000000]}',
+        b'{"group": "\\udb24"}',
+        b'{"merchant_id": "m\\u0000"}',
+        b'{"ids": ["\\udaa7", "x\\u0000"]}',
+    ):
+        response = await admin.client.post("/dlq/replay-jobs", content=body, headers=json_header)
+        assert response.status_code == 422, (body, response.text)
+    response = await admin.client.post(
+        "/dlq/replay-jobs", content=b'{"ids": ["\\udaa7", "x"]}', headers=json_header
+    )
+    assert response.status_code == 201, response.text
+    assert (response.json()["total"], response.json()["state"]) == (0, "completed")
