@@ -54,6 +54,19 @@ class Settings(BaseSettings):
     """Bulk replays publish at most this many messages per second (token bucket)."""
     admin_ingest_prefetch: int = Field(default=200, ge=1, le=5000)
     """Parked messages the admin's DLQ ingest consumer holds unacked at once."""
+    admin_job_lease: float = Field(default=15.0, ge=1, le=3600)
+    """Seconds an admin's lease on a replay job lasts unrenewed (renewed every third of it);
+    a killed admin's jobs are taken over by another admin once it expired."""
+    admin_job_poll: float = Field(default=1.0, gt=0, le=60)
+    """Seconds between an admin's looks for runnable jobs and payment outcomes to follow."""
+    admin_canary_timeout: float = Field(default=300.0, gt=0, le=86_400)
+    """Seconds a canary waits for its payments to be final; still pending then counts as
+    failed."""
+    dlq_retention_days: float = Field(default=30.0, gt=0, le=36_500)
+    """Discarded and replayed DLQ entries are purged this long after their last change
+    (parked entries never are)."""
+    dlq_purge_interval: float = Field(default=3600.0, gt=0, le=86_400)
+    """Seconds between the admin's retention purges."""
     circuit_threshold: int = Field(default=20, ge=1, le=10_000)
     """Distinct payments that must have been seen before the circuit judges the gateway; 90%
     of them failing (across 2+ merchants when traffic allows) opens it."""

@@ -159,6 +159,14 @@ class DlqStats(BaseModel):
     oldest_unknown_age_seconds: float | None = Field(
         default=None, description="how long the oldest unknown payment has been unknown"
     )
+    retention: RetentionStats | None = None
+
+
+class RetentionStats(BaseModel):
+    """Discarded and replayed entries are purged ``days`` after their last change."""
+
+    days: float
+    purge_next_24h: int = Field(description="entries that will be purged in the next 24 h")
 
 
 class DlqGroup(BaseModel):

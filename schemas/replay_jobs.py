@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -74,7 +75,7 @@ class ReplayJobCreate(JobSelection):
         le=MAX_JOB_RATE,
         description="entries per second (default: the admin's PAYPROC_ADMIN_REPLAY_RATE)",
     )
-    ramp: list[int] | None = Field(
+    ramp: list[Annotated[int, Field(ge=1, le=100_000)]] | None = Field(
         default=None,
         min_length=1,
         max_length=20,
@@ -95,7 +96,19 @@ class ReplayJobView(BaseModel):
     succeeded: int
     failed: int = Field(description="replayed payments that failed again (parked again)")
     skipped: int = Field(description="already final, in doubt, discarded or replayed elsewhere")
+    skipped_by: dict[str, int] = Field(
+        default_factory=dict,
+        description="skipped entries by reason (payment_succeeded, entry_discarded, ...)",
+    )
+    waiting: int = Field(default=0, description="neither published nor skipped yet")
+    following: int = Field(
+        default=0, description="published, payment not final yet (followed until it is)"
+    )
     rate: float
+    measured_rate: float | None = Field(
+        default=None, description="entries published per second since the first publish"
+    )
+    ramp: list[int] | None = None
     canary: Canary | None = None
     paused_reason: str | None = None
     eta_seconds: float | None = None
@@ -118,3 +131,11 @@ class ReplayJobDryRun(BaseModel):
 class ReplayJobPage(BaseModel):
     items: list[ReplayJobView]
     next_cursor: str | None = None
+
+
+class JobPause(BaseModel):
+    """``POST /dlq/replay-jobs/{id}/pause``: an optional reason, shown as ``paused_reason``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=300)

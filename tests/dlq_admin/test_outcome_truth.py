@@ -17,6 +17,7 @@ from retry.policy import Charged
 from schemas.payment import PaymentRequest
 from tests.dlq_admin.conftest import OPERATOR, Admin, StartAdmin
 from tests.dlq_admin.helpers import eventually, request_body
+from tests.dlq_admin.jobs_support import wait_job
 from tests.support.collect import Collector
 
 LOST_ANSWER = {"charge_then_timeout_rate": 1.0, "hang_seconds": 10.0}
@@ -170,10 +171,15 @@ async def test_replay_past_the_idempotency_window_looks_the_charge_up_first(
     refused = await admin.client.post(f"/dlq/messages/{entry['id']}/replay", headers=OPERATOR)
     assert refused.status_code == 409, refused.text
     assert refused.json()["code"] == "lookup_unavailable"
+    dry = await admin.client.post(
+        "/dlq/replay", json={"ids": [entry["id"]], "dry_run": True}, headers=OPERATOR
+    )
+    assert dry.status_code == 200, dry.text
+    assert dry.json()["skipped"] == [{"id": entry["id"], "why": "lookup_unavailable"}]
     bulk = await admin.client.post("/dlq/replay", json={"ids": [entry["id"]]}, headers=OPERATOR)
-    assert bulk.status_code == 200, bulk.text
-    assert bulk.json()["replayed"] == 0
-    assert bulk.json()["skipped"] == [{"id": entry["id"], "why": "lookup_unavailable"}]
+    assert bulk.status_code == 202, bulk.text
+    job = await wait_job(admin, bulk.json()["id"], lambda j: j["state"] == "completed")
+    assert (job["published"], job["skipped_by"]) == (0, {"lookup_unavailable": 1})
     assert await published(admin) == before
     assert (await entry_of(admin, unreachable))["status"] == "parked"
 
