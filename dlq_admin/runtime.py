@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dlq_admin.amqp import AmqpQueueProbe, AmqpReplayPublisher, DlqConsumer, declare_dlq_topology
 from dlq_admin.auth import Authenticator, ConfiguredToken, configured_tokens
+from dlq_admin.console import Console, ConsoleConfig, mount_console
 from dlq_admin.errors import TokenConfigError
 from dlq_admin.metrics import AdminMetrics
 from dlq_admin.service import DlqAdmin
@@ -80,6 +81,7 @@ class AdminRuntime:
     consumer: DlqConsumer | None = None
     service: DlqAdmin | None = None
     app: FastAPI | None = None
+    console: Console | None = None
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     async def start(self) -> DlqAdmin:
@@ -121,6 +123,13 @@ class AdminRuntime:
             if self.ingest:
                 await self.start_ingest()
             self.app = create_app(service)
+            self.console = mount_console(
+                self.app,
+                service,
+                ConsoleConfig(
+                    secure=settings.admin_console_https, ttl=settings.admin_session_ttl
+                ),
+            )
             self.app.state.metrics = AdminMetrics(service).render
             self.app.state.readiness = self.readiness
         except BaseException:
