@@ -18,7 +18,7 @@ from fastapi import APIRouter, Path, Request
 from starlette.responses import RedirectResponse, Response
 
 from dlq_admin.console.deps import ConsoleDep, ConsoleRoute, Me, OperatorForm, render
-from dlq_admin.console.pages.entry import entry_page
+from dlq_admin.console.pages.entry import entry_page, must_operate
 from dlq_admin.console.render import masked_json
 from dlq_admin.errors import Conflict, InvalidInput
 from dlq_admin.validation import validate_edit
@@ -101,7 +101,8 @@ def edit_page(
 
 
 @router.get("/entries/{entry_id}/edit", name="console.edit")
-async def edit_form(request: Request, console: ConsoleDep, _me: Me, entry_id: EntryId) -> Response:
+async def edit_form(request: Request, console: ConsoleDep, me: Me, entry_id: EntryId) -> Response:
+    await must_operate(request, console, me)
     entry = await console.service.get_entry(entry_id)
     return edit_page(request, entry, masked_json(entry.body))
 

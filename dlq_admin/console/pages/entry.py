@@ -9,12 +9,14 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import RedirectResponse, Response
 
-from dlq_admin.console.deps import ConsoleDep, ConsoleRoute, Me, OperatorForm, render
+from dlq_admin.console.deps import ConsoleDep, ConsoleRoute, Me, OperatorForm, action_of, render
 from dlq_admin.console.inputs import text_of
 from dlq_admin.console.render import masked_json
+from dlq_admin.console.sessions import Session
 from dlq_admin.console.timeline import timeline
 from dlq_admin.replay_rules import payment_refusal
-from schemas.dlq import DlqEntryDetail, EntryStatus
+from dlq_admin.web.deps import client_of, target_of
+from schemas.dlq import DlqEntryDetail, EntryStatus, Role
 
 router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
 
@@ -25,6 +27,17 @@ NOTICES = {
     "replayed-edited": "Replayed with the edited body.",
     "discarded": "Discarded. The entry is kept with status discarded.",
 }
+
+
+async def must_operate(request: Request, console: ConsoleDep, me: Session) -> None:
+    """A page that only leads to a mutation (a confirmation, the editor) is for operators."""
+    await console.service.authorize(
+        me.principal,
+        Role.OPERATOR,
+        action=action_of(request),
+        target=target_of(request),
+        client=client_of(request),
+    )
 
 
 def refusal_of(entry: DlqEntryDetail) -> str | None:
@@ -88,8 +101,9 @@ async def show_entry(
 
 @router.get("/entries/{entry_id}/discard", name="console.discard_confirm")
 async def confirm_discard(
-    request: Request, console: ConsoleDep, _me: Me, entry_id: EntryId
+    request: Request, console: ConsoleDep, me: Me, entry_id: EntryId
 ) -> Response:
+    await must_operate(request, console, me)
     entry = await console.service.get_entry(entry_id)
     return render(request, "discard.html", nav="entries", e=entry)
 

@@ -133,7 +133,9 @@ async def people(browser: Browser, served: Served) -> AsyncIterator[Any]:
             await dialog.dismiss()
 
         def on_console(message: ConsoleMessage) -> None:
-            if message.type == "error":
+            # A 404 or 403 page is logged as a failed resource; script errors and CSP
+            # refusals ("Refused to ...") are what must never appear.
+            if message.type == "error" and not message.text.startswith("Failed to load"):
                 errors.append(message.text)
 
         page.on("dialog", on_dialog)
