@@ -30,6 +30,7 @@ lint: $(BENCH_STAMP)
 # cluster and deploy-file tests do not depend on the database and run once.
 test: $(STAMP) lint
 	./scripts/ensure-services.sh postgres
+	./scripts/ensure-chromium.sh
 	$(BIN)/pytest -q -p no:cacheprovider
 	PAYPROC_TEST_DB=postgres $(BIN)/pytest -q -p no:cacheprovider \
 		--ignore=tests/test_cluster.py --ignore=tests/deploy
