@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from dlq_admin.service import DlqAdmin
+from schemas.replay_jobs import JobState
 
 
 class AdminMetrics:
@@ -44,6 +45,30 @@ class AdminMetrics:
             ["outcome"],
             registry=r,
         )
+        self.jobs = Gauge(
+            "payproc_dlq_replay_jobs",
+            "Replay jobs not finished yet, by state (running, paused)",
+            ["state"],
+            registry=r,
+        )
+        self.jobs_self_paused = Gauge(
+            "payproc_dlq_replay_jobs_self_paused",
+            "Replay jobs their canary paused (too many replayed payments failed again)",
+            registry=r,
+        )
+        self.job_entries = Gauge(
+            "payproc_dlq_replay_job_entries",
+            "Entries of each unfinished replay job by progress state (waiting, published, "
+            "succeeded, failed, skipped)",
+            ["job_id", "state"],
+            registry=r,
+        )
+        self.job_events = Counter(
+            "payproc_dlq_replay_job_events",
+            "Replay job events of this process (self_paused, completed)",
+            ["event"],
+            registry=r,
+        )
         service.observe = self.observe
 
     def observe(self, kind: str, label: str, value: float | None) -> None:
@@ -54,7 +79,34 @@ class AdminMetrics:
         elif kind == "replay":
             self.replays.labels(outcome=label).inc()
 
+    def job_event(self, event: str, _job_id: str) -> None:
+        self.job_events.labels(event=event).inc()
+
+    async def _render_jobs(self) -> None:
+        active = await self.service.job_store.active_jobs()
+        figures = await self.service.job_store.figures([j.id for j in active])
+        self.job_entries.clear()
+        states = {JobState.RUNNING.value: 0, JobState.PAUSED.value: 0}
+        for job in active:
+            states[job.state.value] += 1
+            f = figures.get(job.id)
+            if f is None:
+                continue
+            for state, count in (
+                ("waiting", f.unpublished),
+                ("published", f.all_published),
+                ("following", f.published),
+                ("succeeded", f.succeeded),
+                ("failed", f.failed),
+                ("skipped", f.skipped),
+            ):
+                self.job_entries.labels(job_id=job.id, state=state).set(count)
+        for state, count in states.items():
+            self.jobs.labels(state=state).set(count)
+        self.jobs_self_paused.set(sum(1 for j in active if j.self_paused))
+
     async def render(self) -> bytes:
+        await self._render_jobs()
         stats = await self.service.stats()
         for status, count in stats.by_status.items():
             self.entries.labels(status=status).set(count)

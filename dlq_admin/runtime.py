@@ -13,8 +13,10 @@ import contextlib
 import gc
 import logging
 import socket
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 import aio_pika
 import uvicorn
@@ -27,6 +29,9 @@ from dlq_admin.amqp import AmqpQueueProbe, AmqpReplayPublisher, DlqConsumer, dec
 from dlq_admin.auth import Authenticator, ConfiguredToken, configured_tokens
 from dlq_admin.console import Console, ConsoleConfig, mount_console
 from dlq_admin.errors import TokenConfigError
+from dlq_admin.jobs.execution import JobExecution
+from dlq_admin.jobs.runner import JobRunner
+from dlq_admin.jobs.store import SqlJobStore
 from dlq_admin.metrics import AdminMetrics
 from dlq_admin.service import DlqAdmin
 from dlq_admin.store import SqlDlqStore
@@ -71,10 +76,13 @@ def parse_bind(bind: str) -> tuple[str, int]:
 
 @dataclass
 class AdminRuntime:
-    """Everything ``payproc admin`` runs; ``ingest=False`` serves the API without consuming."""
+    """Everything ``payproc admin`` runs; ``ingest=False`` serves the API without consuming,
+    ``run_jobs=False`` without running replay jobs or the retention purge."""
 
     settings: Settings
     ingest: bool = True
+    run_jobs: bool = True
+    runner: JobRunner | None = None
     engine: AsyncEngine | None = None
     connection: AbstractRobustConnection | None = None
     publisher: AmqpReplayPublisher | None = None
@@ -108,12 +116,16 @@ class AdminRuntime:
             await publisher.open()
             stack.push_async_callback(publisher.close)
             self.publisher = publisher
+            store = SqlDlqStore(engine, settings.namespace)
+            job_store = SqlJobStore(engine, settings.namespace)
             service = DlqAdmin(
-                SqlDlqStore(engine, settings.namespace),
+                store,
                 publisher,
                 AmqpQueueProbe(connection, names.dlq),
                 Authenticator(tokens),
+                job_store=job_store,
                 queue_name=names.dlq,
+                retention_days=settings.dlq_retention_days,
                 replay_rate=settings.admin_replay_rate,
             )
             self.service = service
@@ -122,6 +134,29 @@ class AdminRuntime:
             )
             if self.ingest:
                 await self.start_ingest()
+            metrics = AdminMetrics(service)
+            self.runner = JobRunner(
+                job_store,
+                lambda job_id: JobExecution(
+                    job_id,
+                    job_store,
+                    store,
+                    service.replayer_paced_by,
+                    poll=settings.admin_job_poll,
+                    canary_timeout=settings.admin_canary_timeout,
+                    stale_before=service.replayer.stale_before,
+                    observe=metrics.job_event,
+                ),
+                lease=settings.admin_job_lease,
+                poll=settings.admin_job_poll,
+            )
+            service.jobs.on_change = self.runner.wake
+            if self.run_jobs:
+                self._background(self.runner.run(), "replay-jobs")
+                if service.retention is not None:
+                    self._background(
+                        service.retention.run(settings.dlq_purge_interval), "dlq-retention"
+                    )
             self.app = create_app(service)
             self.console = mount_console(
                 self.app,
@@ -130,7 +165,7 @@ class AdminRuntime:
                     secure=settings.admin_console_https, ttl=settings.admin_session_ttl
                 ),
             )
-            self.app.state.metrics = AdminMetrics(service).render
+            self.app.state.metrics = metrics.render
             self.app.state.readiness = self.readiness
         except BaseException:
             await stack.aclose()
@@ -155,6 +190,17 @@ class AdminRuntime:
         if self.ingest:
             checks["ingest"] = self.consumer is not None and self.consumer.attached
         return checks
+
+    def _background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` until the runtime stops (then cancel it and wait for it)."""
+        task = asyncio.create_task(work, name=name)
+
+        async def stop() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        self._stack.push_async_callback(stop)
 
     async def start_ingest(self) -> None:
         assert self.consumer is not None, "runtime not started"

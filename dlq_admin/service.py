@@ -13,6 +13,9 @@ Each capability is its own module and can be used on its own:
                   ``access`` audits refused authentication and roles
 * ``validation``  edited bodies and filters; ``selection`` turns a bulk selection into
                   batches; ``replay_rules`` what may be replayed and what is published
+* ``jobs``        replay jobs: a frozen selection published paced, fair, behind a canary,
+                  restart-safe (``jobs``, a ``ReplayJobs``; the runner is started by the
+                  runtime); ``jobs.retention`` purges old discarded and replayed entries
 
 The methods below only delegate; new capabilities (replay jobs, reconciliation) are built next
 to these from the same ports and reach the others through the attributes.
@@ -32,6 +35,9 @@ from dlq_admin.bulk_replay import BulkReplay
 from dlq_admin.discard import Discard
 from dlq_admin.errors import AdminError
 from dlq_admin.ingest import Ingest
+from dlq_admin.jobs.ports import JobStore
+from dlq_admin.jobs.retention import Retention
+from dlq_admin.jobs.service import ReplayJobs
 from dlq_admin.paging import TokenBucket
 from dlq_admin.ports import (
     DlqStore,
@@ -56,9 +62,11 @@ from schemas.dlq import (
     EntryStatus,
     PaymentView,
     ReplayResult,
+    RetentionStats,
     Role,
 )
 from schemas.outcome import ParkReason
+from schemas.replay_jobs import ReplayJobCreate, ReplayJobView
 from schemas.tables import utcnow
 
 __all__ = ["Actor", "DlqAdmin", "validate_edit"]
@@ -76,7 +84,9 @@ class DlqAdmin:
         probe: QueueProbe,
         authenticator: Authenticator,
         *,
+        job_store: JobStore,
         queue_name: str,
+        retention_days: float | None = None,
         replay_rate: float = 500.0,
         bulk_chunk: int = 500,
         bulk_concurrency: int = 2,
@@ -88,6 +98,7 @@ class DlqAdmin:
         self.probe = probe
         self.authenticator = authenticator
         self.queue_name = queue_name
+        self._clock = clock
         self.observe: Observe = _ignore
         """Where the capabilities report what they ingested and replayed; the runtime
         points it at the Prometheus metrics (``AdminMetrics``)."""
@@ -108,6 +119,29 @@ class DlqAdmin:
             store, self.replayer, self.audit_log, chunk=bulk_chunk, concurrency=bulk_concurrency
         )
         self.discarder = Discard(store, self.audit_log)
+        self.job_store = job_store
+        self.jobs = ReplayJobs(
+            job_store, store, self.audit_log, default_rate=replay_rate, clock=clock
+        )
+        """Replay jobs: ``create``, ``list_jobs``, ``get``, ``pause``, ``resume``, ``cancel``."""
+        self.retention = (
+            Retention(job_store, keep=timedelta(days=retention_days), clock=clock)
+            if retention_days is not None
+            else None
+        )
+        """Purges old discarded and replayed entries (run by the runtime); None: never."""
+
+    def replayer_paced_by(self, bucket: TokenBucket) -> Replay:
+        """A ``Replay`` like ``replayer`` but paced by ``bucket`` (a replay job's own rate)."""
+        return Replay(
+            self.store,
+            self.publisher,
+            self.audit_log,
+            bucket=bucket,
+            stale_replay_after=self.replayer.stale_replay_after,
+            clock=self._clock,
+            observe=self._notify,
+        )
 
     def _notify(self, kind: str, label: str, value: float | None) -> None:
         self.observe(kind, label, value)
@@ -174,7 +208,14 @@ class DlqAdmin:
         return await self.browser.get_entry(entry_id)
 
     async def stats(self) -> DlqStats:
-        return await self.browser.stats()
+        """Counts, oldest parked entry, queue depth, and what retention purges within 24 h."""
+        stats = await self.browser.stats()
+        if self.retention is None:
+            return stats
+        due = await self.retention.due_within()
+        return stats.model_copy(
+            update={"retention": RetentionStats(days=self.retention.days, purge_next_24h=due)}
+        )
 
     async def groups(
         self,
@@ -196,8 +237,23 @@ class DlqAdmin:
         return await self.replayer.replay(actor, entry_id, payload)
 
     async def bulk_replay(self, actor: Actor, selection: BulkSelection) -> BulkReplayResult:
-        """Replay many entries (rate-limited); report replayed, skipped (why) and failed."""
+        """Replay many entries now, in this call (rate-limited); report replayed, skipped
+        (why) and failed. The API's ``POST /dlq/replay`` uses it for dry runs only."""
         return await self.bulk_replayer.bulk_replay(actor, selection)
+
+    async def replay_selection(
+        self, actor: Actor, selection: BulkSelection
+    ) -> BulkReplayResult | ReplayJobView:
+        """``POST /dlq/replay``: a dry run answers what would be replayed (and what skipped,
+        why); otherwise a replay job over the selection (frozen now) is created."""
+        if selection.dry_run:
+            return await self.bulk_replayer.bulk_replay(actor, selection)
+        request = ReplayJobCreate(
+            ids=selection.ids, reason=selection.reason, group=selection.group, limit=selection.limit
+        )
+        job = await self.jobs.create(actor, request)
+        assert isinstance(job, ReplayJobView)
+        return job
 
     async def discard(
         self, actor: Actor, entry_id: str, note: str | None = None

@@ -57,6 +57,19 @@ class Settings(BaseSettings):
     """The operator console (``/ui/``) is served over HTTPS: its session cookie is ``Secure``."""
     admin_session_ttl: float = Field(default=8 * 3600.0, ge=60, le=7 * 86_400)
     """Seconds a console sign-in lasts before the operator must sign in again."""
+    admin_job_lease: float = Field(default=15.0, ge=1, le=3600)
+    """Seconds an admin's lease on a replay job lasts unrenewed (renewed every third of it);
+    a killed admin's jobs are taken over by another admin once it expired."""
+    admin_job_poll: float = Field(default=1.0, gt=0, le=60)
+    """Seconds between an admin's looks for runnable jobs and payment outcomes to follow."""
+    admin_canary_timeout: float = Field(default=300.0, gt=0, le=86_400)
+    """Seconds a canary waits for its payments to be final; still pending then counts as
+    failed."""
+    dlq_retention_days: float = Field(default=30.0, gt=0, le=36_500)
+    """Discarded and replayed DLQ entries are purged this long after their last change
+    (parked entries never are)."""
+    dlq_purge_interval: float = Field(default=3600.0, gt=0, le=86_400)
+    """Seconds between the admin's retention purges."""
     circuit_threshold: int = Field(default=20, ge=1, le=10_000)
     """Window of recent gateway answers; 90% transient opens the circuit (consumption pauses)."""
     circuit_cooldown: float = Field(default=5.0, gt=0, le=3600)

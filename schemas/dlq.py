@@ -151,6 +151,14 @@ class DlqStats(BaseModel):
     oldest_parked_at: datetime | None
     oldest_parked_age_seconds: float | None
     queue: QueueStats
+    retention: RetentionStats | None = None
+
+
+class RetentionStats(BaseModel):
+    """Discarded and replayed entries are purged ``days`` after their last change."""
+
+    days: float
+    purge_next_24h: int = Field(description="entries that will be purged in the next 24 h")
 
 
 class DlqGroup(BaseModel):

@@ -95,7 +95,15 @@ class ReplayJobView(BaseModel):
     succeeded: int
     failed: int = Field(description="replayed payments that failed again (parked again)")
     skipped: int = Field(description="already final, in doubt, discarded or replayed elsewhere")
+    waiting: int = Field(default=0, description="neither published nor skipped yet")
+    following: int = Field(
+        default=0, description="published, payment not final yet (followed until it is)"
+    )
     rate: float
+    measured_rate: float | None = Field(
+        default=None, description="entries published per second since the first publish"
+    )
+    ramp: list[int] | None = None
     canary: Canary | None = None
     paused_reason: str | None = None
     eta_seconds: float | None = None
@@ -118,3 +126,11 @@ class ReplayJobDryRun(BaseModel):
 class ReplayJobPage(BaseModel):
     items: list[ReplayJobView]
     next_cursor: str | None = None
+
+
+class JobPause(BaseModel):
+    """``POST /dlq/replay-jobs/{id}/pause``: an optional reason, shown as ``paused_reason``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=300)

@@ -20,6 +20,7 @@ from dlq_admin.errors import AdminError, InvalidInput, Unauthenticated
 from dlq_admin.parse import clean
 from dlq_admin.service import DlqAdmin
 from dlq_admin.web.deps import action_of, client_of, target_of
+from dlq_admin.web.jobs_routes import jobs
 from dlq_admin.web.routes import dlq, health, other
 from schemas.dlq import ErrorResponse, FieldError
 
@@ -74,6 +75,7 @@ def create_app(service: DlqAdmin) -> FastAPI:
     app.state.service = service
     app.include_router(health)
     app.include_router(dlq)
+    app.include_router(jobs)
     app.include_router(other)
 
     @app.exception_handler(AdminError)

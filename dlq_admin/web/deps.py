@@ -38,6 +38,8 @@ def action_of(request: Request) -> str:
 def target_of(request: Request) -> str | None:
     params = request.path_params
     value = params.get("entry_id") or params.get("payment_id")
+    if value is None and params.get("job_id") is not None:
+        value = f"job:{params['job_id']}"
     return str(value) if value is not None else None
 
 

@@ -31,6 +31,7 @@ from schemas.dlq import (
     ReplayResult,
 )
 from schemas.outcome import ParkReason
+from schemas.replay_jobs import ReplayJobView
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -186,13 +187,20 @@ async def replay(
     "/replay",
     name="dlq.bulk_replay",
     response_model=BulkReplayResult,
-    responses=_errors(401, 403, 422, 503),
-    summary="Replay many entries by ids, reason or group (rate-limited; dry_run supported)",
+    responses={
+        202: {"model": ReplayJobView, "description": "a replay job was created"},
+        **_errors(401, 403, 422, 503),
+    },
+    summary="Replay many entries by ids, reason or group: creates a replay job (202); "
+    "dry_run answers 200 with what would be replayed",
 )
 async def bulk_replay(
     service: Service, actor: Operator, selection: Annotated[BulkSelection, Body()]
-) -> BulkReplayResult:
-    return await service.bulk_replay(actor, selection)
+) -> Any:
+    result = await service.replay_selection(actor, selection)
+    if isinstance(result, ReplayJobView):
+        return JSONResponse(result.model_dump(mode="json"), status_code=202)
+    return result
 
 
 @dlq.delete(

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 import schemas.dlq_tables
+import schemas.replay_job_tables
 import schemas.tables  # noqa: F401  (register every table on SQLModel.metadata)
 from processor.db import make_engine
 

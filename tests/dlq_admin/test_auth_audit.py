@@ -28,6 +28,7 @@ async def _routes(admin: Admin) -> list[tuple[str, str]]:
             continue
         path = path.replace("{entry_id}", str(uuid.uuid4()))
         path = path.replace("{payment_id}", str(uuid.uuid4()))
+        path = path.replace("{job_id}", str(uuid.uuid4()))
         found += [(method.upper(), path) for method in operations]
     return found
 
@@ -35,7 +36,7 @@ async def _routes(admin: Admin) -> list[tuple[str, str]]:
 async def test_every_route_but_healthz_needs_a_valid_bearer_token(admin: Admin) -> None:
     """No token, an unknown token or another scheme is a 401 with WWW-Authenticate everywhere."""
     routes = await _routes(admin)
-    assert len(routes) == 11
+    assert len(routes) == 17
     for headers in (
         {},
         {"Authorization": "Bearer wrong-token"},
@@ -230,6 +231,12 @@ async def test_openapi_documents_every_route_and_docs_are_served(admin: Admin) -
         ("/dlq/stats", "get"): "DlqStats",
         ("/dlq/groups", "get"): "DlqGroups",
         ("/dlq/replay", "post"): "BulkReplayResult",
+        ("/dlq/replay-jobs", "get"): "ReplayJobPage",
+        ("/dlq/replay-jobs", "post"): "ReplayJobDryRun",
+        ("/dlq/replay-jobs/{job_id}", "get"): "ReplayJobView",
+        ("/dlq/replay-jobs/{job_id}/pause", "post"): "ReplayJobView",
+        ("/dlq/replay-jobs/{job_id}/resume", "post"): "ReplayJobView",
+        ("/dlq/replay-jobs/{job_id}/cancel", "post"): "ReplayJobView",
         ("/dlq/discard", "post"): "BulkDiscardResult",
         ("/payments/{payment_id}", "get"): "PaymentView",
         ("/audit", "get"): "AuditPage",
@@ -250,6 +257,10 @@ async def test_openapi_documents_every_route_and_docs_are_served(admin: Admin) -
             assert op["responses"]["401"]["content"]["application/json"]["schema"]["$ref"].endswith(
                 "/ErrorResponse"
             )
+    created = {("/dlq/replay-jobs", "201"), ("/dlq/replay", "202")}
+    for path, status in created:
+        answer = spec["paths"][path]["post"]["responses"][status]["content"]["application/json"]
+        assert answer["schema"]["$ref"].endswith("/ReplayJobView"), path
     for path in ("/dlq/replay", "/dlq/discard"):
         body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
         assert body["schema"]["$ref"].endswith("/BulkSelection")
