@@ -161,9 +161,7 @@ class AdminRuntime:
             self.console = mount_console(
                 self.app,
                 service,
-                ConsoleConfig(
-                    secure=settings.admin_console_https, ttl=settings.admin_session_ttl
-                ),
+                ConsoleConfig(secure=settings.admin_console_https, ttl=settings.admin_session_ttl),
             )
             self.app.state.metrics = metrics.render
             self.app.state.readiness = self.readiness

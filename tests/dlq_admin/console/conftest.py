@@ -74,7 +74,8 @@ async def served(start_admin: StartAdmin) -> AsyncIterator[Served]:
     """The admin (ingesting from the real broker) with its console on a real HTTP port;
     counts and job progress refresh every 300 ms so tests wait less."""
     admin = await start_admin()
-    assert admin.runtime.app is not None and admin.runtime.console is not None
+    assert admin.runtime.app is not None
+    assert admin.runtime.console is not None
     console = admin.runtime.console
     console.config = replace(console.config, refresh_ms=300)
     server = await start_server(admin.runtime.app)

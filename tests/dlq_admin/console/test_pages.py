@@ -39,8 +39,15 @@ async def _succeeded(served: Served, payment_id: str) -> None:
 async def test_overview_counts_refresh_without_a_reload(alice: Person, served: Served) -> None:
     admin = served.admin
     await park_many(admin.connection, admin.names, 3)
-    await park(admin.connection, admin.names, reason="retries_exhausted", http_status=503,
-               error_code="http_503", error="Service Unavailable", attempts=6)
+    await park(
+        admin.connection,
+        admin.names,
+        reason="retries_exhausted",
+        http_status=503,
+        error_code="http_503",
+        error="Service Unavailable",
+        attempts=6,
+    )
     await admin.wait_handled(4)
     await alice.open("/ui/")
     parked = alice.page.locator("[data-count=parked]")
@@ -62,8 +69,14 @@ async def test_filter_and_page_the_entries_while_new_ones_arrive(
 ) -> None:
     admin = served.admin
     await park_many(admin.connection, admin.names, 53)
-    await park(admin.connection, admin.names, request_body(merchant_id="m_rare"),
-               reason="retries_exhausted", error_code="http_503", http_status=503)
+    await park(
+        admin.connection,
+        admin.names,
+        request_body(merchant_id="m_rare"),
+        reason="retries_exhausted",
+        error_code="http_503",
+        http_status=503,
+    )
     await admin.wait_handled(54)
 
     await alice.open("/ui/entries")

@@ -46,7 +46,8 @@ async def test_every_page_refuses_framing_and_inline_script(alice: Person) -> No
     response = await alice.open("/ui/")
     headers = response.headers
     csp = headers["content-security-policy"]
-    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
     assert "frame-ancestors 'none'" in csp
     assert headers["x-frame-options"] == "DENY"
 
