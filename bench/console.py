@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from bench.admin import TOKEN, _percentiles, insert_entries
+from bench.admin import TOKEN, _percentiles, _sync_url, insert_entries
 from bench.common import AMQP_URL, BenchError, Proc, log, python, short_id
 from bench.database import Database
 from bench.results import AdminFailed, Latencies
@@ -73,6 +73,20 @@ def available() -> str | None:
     except Exception as exc:
         return f"the console is not importable ({type(exc).__name__}: {exc})"
     return None
+
+
+def analyze(db: Database) -> None:
+    """``ANALYZE`` the freshly bulk-loaded tables, as autovacuum would soon after: without
+    statistics PostgreSQL plans ``MIN(dead_lettered_at) WHERE status = 'parked'`` as a scan
+    (about 100 ms at 100,000 rows instead of about 2 ms), which no running system sees."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(_sync_url(db))
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE dlq_entries"))
+    finally:
+        engine.dispose()
 
 
 async def sign_in(client: httpx.AsyncClient, token: str) -> None:
@@ -135,6 +149,8 @@ async def measure(db_kind: str, entries: int, requests: int) -> ConsoleFigures:
         await migrate(env)
         rate = await asyncio.to_thread(insert_entries, db, namespace, entries)
         log(f"console ({db_kind}): {entries} entries inserted at {rate:,.0f} rows/s")
+        if db_kind == "postgres":
+            await asyncio.to_thread(analyze, db)
         server = Proc(
             "admin",
             python("-m", "processor", "admin", "--bind", "127.0.0.1:0", "--no-ingest"),

@@ -4,6 +4,7 @@ counts without a reload."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
@@ -44,14 +45,20 @@ class Overview:
         return out
 
 
-async def overview(service: DlqAdmin) -> Overview:
-    stats = await service.stats()
+async def _active_jobs(service: DlqAdmin) -> list[ReplayJobView] | None:
     jobs = jobs_of(service)
-    running = None
-    if jobs is not None:
-        page = await jobs.list_jobs(limit=50)
-        running = [j for j in page.items if j.state in (JobState.RUNNING, JobState.PAUSED)]
-    return Overview(stats, await unknown_payments(service), running)
+    if jobs is None:
+        return None
+    page = await jobs.list_jobs(limit=50)
+    return [j for j in page.items if j.state in (JobState.RUNNING, JobState.PAUSED)]
+
+
+async def overview(service: DlqAdmin) -> Overview:
+    """The figures of the overview, read concurrently (each on its own connection)."""
+    stats, unknown, running = await asyncio.gather(
+        service.stats(), unknown_payments(service), _active_jobs(service)
+    )
+    return Overview(stats, unknown, running)
 
 
 @router.get("/", name="console.overview")
