@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from playwright.async_api import expect
+from playwright.async_api import Browser, expect
 
 from schemas.tables import PaymentRow, utcnow
+from tests.dlq_admin.conftest import OPERATOR_TOKEN
 from tests.dlq_admin.console.conftest import Person, Served
 from tests.dlq_admin.helpers import park, park_many, queue_depth, request_body
 
@@ -213,3 +214,25 @@ async def test_the_console_is_usable_from_the_keyboard(alice: Person, served: Se
     await alice.page.keyboard.press("Enter")
     await alice.page.wait_for_url(served.url + "/ui/entries")
     await asyncio.sleep(0)
+
+
+async def test_the_pages_work_without_javascript(
+    browser: Browser, served: Served, alice: Person
+) -> None:
+    admin = served.admin
+    body = await park(admin.connection, admin.names)
+    await admin.wait_handled(1)
+    entry_id = await _entry_id(served, payment_id=body["payment_id"])
+    context = await browser.new_context(java_script_enabled=False)
+    try:
+        page = await context.new_page()
+        await page.goto(served.url + "/ui/")
+        await page.get_by_label("Admin token").fill(OPERATOR_TOKEN)
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.locator("[data-count=parked]")).to_have_text("1")
+        await page.goto(served.url + f"/ui/entries/{entry_id}")
+        await page.get_by_role("button", name="Replay").click()
+        await expect(page.get_by_role("status")).to_contain_text("Replayed")
+    finally:
+        await context.close()
+    assert await queue_depth(admin.connection, admin.names.requests) == 1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from dataclasses import replace
 from typing import Any
 
 from playwright.async_api import expect
@@ -71,3 +73,27 @@ async def test_an_expired_session_asks_to_sign_in_again(alice: Person, served: S
     await alice.page.get_by_label("Admin token").fill(OPERATOR_TOKEN)
     await alice.page.get_by_role("button", name="Sign in").click()
     await alice.page.wait_for_url(served.url + "/ui/audit")
+
+
+async def test_the_session_cookie_is_secure_when_the_console_is_served_over_https(
+    served: Served,
+) -> None:
+    served.console.config = replace(served.console.config, secure=True)
+    client = served.admin.client
+    form = await client.get("/ui/login")
+    assert "secure" in form.headers["set-cookie"].lower()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    # A client keeps a Secure cookie for https only: hand the sign-in form's cookie back.
+    login_cookie = form.headers["set-cookie"].split(";", 1)[0]
+    answer = await client.post(
+        "/ui/login",
+        data={"token": OPERATOR_TOKEN, "csrf": csrf.group(1), "next": "/ui/"},
+        headers={"Cookie": login_cookie},
+    )
+    assert answer.status_code == 303
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith("payproc_console=")
+    assert "; Secure" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
