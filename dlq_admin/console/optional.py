@@ -1,15 +1,14 @@
 """Capabilities the console shows when this admin has them: replay jobs (``DlqAdmin.jobs``)
-and payments whose outcome is ``unknown``. Each is looked up once per call, typed by a
-protocol, and absent (None) rather than an error when the admin is built without it."""
+and payments whose outcome is ``unknown``. Each is typed here and absent (None) rather than
+an error when the admin is built without it."""
 
 from __future__ import annotations
 
-import contextlib
-from datetime import datetime
 from typing import Any, Protocol, cast
 
 from dlq_admin.audit import Actor
 from dlq_admin.service import DlqAdmin
+from schemas.dlq import DlqStats
 from schemas.outcome import PaymentStatus
 from schemas.replay_jobs import ReplayJobCreate, ReplayJobDryRun, ReplayJobPage, ReplayJobView
 
@@ -37,18 +36,11 @@ def jobs_of(service: DlqAdmin) -> Jobs | None:
     return cast(Jobs, jobs) if jobs is not None else None
 
 
-class _UnknownCounts(Protocol):
-    async def unknown_counts(self) -> tuple[int, datetime | None]: ...
-
-
-async def unknown_payments(service: DlqAdmin) -> int | None:
-    """How many payments are ``unknown`` (in doubt), if this payproc has that status and the
-    store can count them; else None (the overview leaves the row out)."""
+def unknown_payments(stats: DlqStats) -> int | None:
+    """How many payments are ``unknown`` (in doubt): the figure ``DlqAdmin.stats`` reports
+    when this payproc has that status (``DlqStats.unknown_payments``); else None, and the
+    overview leaves the card out."""
     if "unknown" not in {s.value for s in PaymentStatus}:
         return None
-    for holder in (service, service.store, getattr(service, "truth", None)):
-        if holder is not None and hasattr(holder, "unknown_counts"):
-            with contextlib.suppress(Exception):
-                count, _oldest = await cast(_UnknownCounts, holder).unknown_counts()
-                return count
-    return None
+    value = getattr(stats, "unknown_payments", None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

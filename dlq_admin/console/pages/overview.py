@@ -55,10 +55,8 @@ async def _active_jobs(service: DlqAdmin) -> list[ReplayJobView] | None:
 
 async def overview(service: DlqAdmin) -> Overview:
     """The figures of the overview, read concurrently (each on its own connection)."""
-    stats, unknown, running = await asyncio.gather(
-        service.stats(), unknown_payments(service), _active_jobs(service)
-    )
-    return Overview(stats, unknown, running)
+    stats, running = await asyncio.gather(service.stats(), _active_jobs(service))
+    return Overview(stats, unknown_payments(stats), running)
 
 
 @router.get("/", name="console.overview")
