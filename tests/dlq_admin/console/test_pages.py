@@ -179,6 +179,7 @@ async def test_discard_asks_for_confirmation_and_is_audited(alice: Person, serve
 
     await alice.page.get_by_role("link", name="Discard…").click()
     await alice.page.get_by_label("Why (for the audit log)").fill("duplicate of a settled order")
+    await alice.shot("discard-confirm")
     await alice.page.get_by_role("button", name="Discard").click()
     await expect(alice.page.get_by_role("status")).to_contain_text("Discarded.")
     await alice.open("/ui/audit?action=dlq.discard")
