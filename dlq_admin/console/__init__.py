@@ -19,7 +19,17 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from dlq_admin.console.deps import Console
-from dlq_admin.console.pages import audit, edit, entries, entry, groups, jobs, overview, sign_in
+from dlq_admin.console.pages import (
+    audit,
+    edit,
+    entries,
+    entry,
+    groups,
+    jobs,
+    new_job,
+    overview,
+    sign_in,
+)
 from dlq_admin.console.render import SECURITY_HEADERS, STATIC
 from dlq_admin.console.sessions import ConsoleConfig, SessionStore
 from dlq_admin.service import DlqAdmin
@@ -39,7 +49,7 @@ def mount_console(app: FastAPI, service: DlqAdmin, config: ConsoleConfig) -> Con
     """Serve the console at ``/ui/`` of ``app``; returns its state (sessions, config)."""
     console = Console(service, SessionStore(config.ttl), config)
     app.state.console = console
-    for module in (sign_in, overview, groups, entries, entry, edit, jobs, audit):
+    for module in (sign_in, overview, groups, entries, entry, edit, jobs, new_job, audit):
         app.include_router(module.router)
     app.mount("/ui/static", _Static(directory=STATIC), name="console-static")
 

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from dlq_admin.console.deps import ConsoleDep, ConsoleRoute, Me, render
 from dlq_admin.console.inputs import reason_of, status_of, text_of, time_of
+from dlq_admin.console.optional import jobs_of
 from dlq_admin.errors import InvalidInput
 from dlq_admin.ports import EntryFilters
 from schemas.dlq import DlqPage, EntryStatus
@@ -77,4 +78,5 @@ async def entries_page(
         newest=newest if cursor else None,
         statuses=[s.value for s in EntryStatus],
         reasons=[r.value for r in ParkReason],
+        jobs_available=jobs_of(console.service) is not None,
     )

@@ -93,3 +93,25 @@ async def test_pause_resume_and_cancel_a_running_job(
         "dlq.replay_job.resume",
         "dlq.replay_job.pause",
     ]
+
+
+async def test_replay_the_entries_a_filter_matches_as_a_job(
+    alice: Person, bob: Person, served: Served
+) -> None:
+    admin = served.admin
+    await park_for_merchants(admin.connection, admin.names, {"m_a": 4, "m_b": 3})
+    await admin.wait_handled(7)
+    await bob.open("/ui/entries?merchant=m_b")
+    await expect(bob.page.get_by_role("button", name="Replay matching as a job…")).to_have_count(0)
+
+    await alice.open("/ui/entries")
+    await alice.page.get_by_label("Merchant").fill("m_b")
+    await alice.page.get_by_role("button", name="Filter").click()
+    await alice.page.get_by_role("button", name="Replay matching as a job…").click()
+    await expect(alice.page.get_by_test_id("frozen-count")).to_have_text("3")
+    await alice.page.get_by_role("button", name="Create replay job").click()
+    await expect(alice.page.locator("[data-count=total]")).to_have_text("3")
+    job_id = alice.page.url.rsplit("/", 1)[1]
+    job = await get_job(admin, job_id)
+    assert job["selection"]["merchant_id"] == "m_b"
+    assert job["total"] == 3
