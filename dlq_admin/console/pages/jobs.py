@@ -63,6 +63,19 @@ async def jobs_page(
     return render(request, "jobs.html", nav="jobs", available=True, items=found.items, older=older)
 
 
+@router.get("/jobs/progress.json", name="console.jobs_progress")
+async def jobs_progress(console: ConsoleDep, _me: Me) -> Response:
+    """The first page's figures, for the list's script: ``job-<id>-<figure>`` names."""
+    found = await _jobs(console).list_jobs(limit=50)
+    figures: dict[str, str] = {}
+    values: dict[str, int] = {}
+    for job in found.items:
+        for name, value in counts(job).items():
+            figures[f"job-{job.id}-{name}"] = value
+        values[f"job-{job.id}"] = job.published + job.skipped
+    return JSONResponse({"counts": figures, "values": values})
+
+
 @router.get("/jobs/{job_id}", name="console.job")
 async def job_page(request: Request, console: ConsoleDep, _me: Me, job_id: JobId) -> Response:
     job = await _jobs(console).get(job_id)

@@ -68,6 +68,11 @@ async def test_pause_resume_and_cancel_a_running_job(
     for name in ("Pause", "Resume", "Cancel"):
         await expect(bob.page.get_by_role("button", name=name)).to_have_count(0)
 
+    await alice.open("/ui/jobs")  # the list follows running jobs too, without a reload
+    cell = alice.page.locator(f"[data-count='job-{job['id']}-published']")
+    await expect(cell).to_be_visible()
+    await expect(cell).not_to_have_text(await cell.inner_text())
+
     await alice.open(f"/ui/jobs/{job['id']}")
     published = alice.page.locator("[data-count=published]")
     await expect(published).not_to_have_text("0")  # progress shows up live
