@@ -29,9 +29,14 @@ SHOTS = Path(os.environ.get("PAYPROC_SCREENSHOTS", "build/console-screenshots"))
 
 
 def chromium_path() -> str:
-    found = os.environ.get("PAYPROC_CHROMIUM") or shutil.which("chromium")
-    if found is None and Path("/usr/bin/chromium").exists():
-        found = "/usr/bin/chromium"
+    """``PAYPROC_CHROMIUM`` if set, else ``chromium`` on the PATH or ``/usr/bin/chromium``."""
+    wanted = os.environ.get("PAYPROC_CHROMIUM")
+    if wanted is not None:
+        found = wanted if Path(wanted).is_file() else None
+    else:
+        found = shutil.which("chromium") or (
+            "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None
+        )
     if found is None:
         message = "chromium is not installed (run scripts/ensure-chromium.sh as root)"
         if in_ci():
