@@ -1,6 +1,6 @@
-"""Overview: what is parked and why, how old the oldest is, what waits in ``N.dlq`` and which
-replay jobs run; ``/ui/overview.json`` is the fragment the page's script polls to refresh the
-counts without a reload."""
+"""Overview: what is parked and why, how old the oldest is, what waits in ``N.dlq``, which
+replay jobs run and the biggest failure groups; ``/ui/overview.json`` is the fragment the
+page's script polls to refresh the counts without a reload."""
 
 from __future__ import annotations
 
@@ -14,11 +14,14 @@ from dlq_admin.console.deps import ConsoleDep, ConsoleRoute, Me, render
 from dlq_admin.console.optional import jobs_of, unknown_payments
 from dlq_admin.console.render import ago
 from dlq_admin.service import DlqAdmin
-from schemas.dlq import DlqStats
+from schemas.dlq import DlqStats, EntryStatus
 from schemas.outcome import ParkReason
 from schemas.replay_jobs import JobState, ReplayJobView
 
 router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
+
+TOP_GROUPS = 8
+"""Failure groups the overview lists (the Groups page has them all)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,8 @@ class Overview:
             "unknown": "-" if self.unknown is None else str(self.unknown),
             "jobs": "-" if self.jobs is None else str(len(self.jobs)),
         }
+        if s.retention is not None:
+            out["purge"] = str(s.retention.purge_next_24h)
         for reason in ParkReason:
             out[f"reason-{reason.value}"] = str(s.parked_by_reason.get(reason.value, 0))
         for status, count in s.by_status.items():
@@ -61,7 +66,9 @@ async def overview(service: DlqAdmin) -> Overview:
 
 @router.get("/", name="console.overview")
 async def overview_page(request: Request, console: ConsoleDep, _me: Me) -> Response:
-    found = await overview(console.service)
+    found, top = await asyncio.gather(
+        overview(console.service), console.service.groups(EntryStatus.PARKED, None, TOP_GROUPS)
+    )
     reasons = [r.value for r in ParkReason]
     reasons += sorted(k for k in found.stats.parked_by_reason if k not in reasons)
     return render(
@@ -70,6 +77,7 @@ async def overview_page(request: Request, console: ConsoleDep, _me: Me) -> Respo
         view=found,
         counts=found.counts(),
         reasons=reasons,
+        groups=top.items,
         nav="overview",
     )
 
