@@ -9,6 +9,7 @@ viewer's forged POST is refused (403) and audited like an API call would be.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -26,6 +27,8 @@ from dlq_admin.errors import AdminError, Forbidden, InvalidInput
 from dlq_admin.service import DlqAdmin
 from dlq_admin.web.deps import client_of, target_of
 from schemas.dlq import Role
+
+log = logging.getLogger("payproc.admin")
 
 MAX_FORM = 256 * 1024
 
@@ -82,6 +85,9 @@ class ConsoleRoute(APIRoute):
                 response = render(request, "error.html", exc.http_status, message=exc.message)
             except RequestValidationError:
                 response = render(request, "error.html", 422, message="invalid request parameters")
+            except Exception:
+                log.exception("console page crashed", extra={"path": request.url.path})
+                response = render(request, "error.html", 500, message="internal error (logged)")
             response.headers.update(SECURITY_HEADERS)
             return response
 
