@@ -167,14 +167,17 @@ class SqlEntries(SqlBase):
                 current = row.replay_of
             frontier = [root]
             while frontier and len(seen) < _CHAIN_LIMIT:
+                # By ``replay_of`` alone, namespace checked here: with the namespace in the
+                # WHERE clause SQLite walks a namespace index (every entry) instead of
+                # ``ix_dlq_replay_of``.
                 rows = await conn.execute(
-                    select(*SUMMARY_COLUMNS)
-                    .where(c.namespace == self._ns, c.replay_of.in_(frontier))
+                    select(*SUMMARY_COLUMNS, c.namespace.label("entry_namespace"))
+                    .where(c.replay_of.in_(frontier))
                     .limit(_CHAIN_LIMIT)
                 )
                 frontier = []
                 for row in rows:
-                    if row.id not in seen:
+                    if row.entry_namespace == self._ns and row.id not in seen:
                         seen[row.id] = to_entry(row._mapping)
                         frontier.append(row.id)
         return sorted(seen.values(), key=lambda e: (e.dead_lettered_at, e.id))
