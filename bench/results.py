@@ -37,6 +37,10 @@ class Plan:
     admin_replay: int
     sync_count: int
     admin_dbs: tuple[str, ...] = ("postgres", "sqlite")
+    jobs_entries: int = 100_000
+    jobs_paced: int = 3_000
+    jobs_paced_rate: float = 500.0
+    jobs_dbs: tuple[str, ...] = ("postgres",)
 
 
 FULL = Plan(
@@ -83,6 +87,8 @@ QUICK = Plan(
     admin_requests=50,
     admin_replay=1_000,
     sync_count=300,
+    jobs_entries=10_000,
+    jobs_paced=1_000,
 )
 
 
@@ -135,6 +141,31 @@ class AdminResults:
 
 
 @dataclass(frozen=True)
+class ReplayJobFigures:
+    """Replay jobs measured on one database (``bench.replay_jobs``)."""
+
+    db: str
+    entries: int
+    paced_rate: float  # asked for
+    paced_measured: float  # first to last publish
+    paced_published: int
+    sustained_rate: float  # the big job, first to last publish
+    sustained_published: int
+    sustained_seconds: float
+    list_while_running: Latencies
+    job_view_while_running: Latencies
+    queue_depth: int
+
+
+@dataclass(frozen=True)
+class ReplayJobsFailed:
+    """The replay-job benchmark could not be measured on one database."""
+
+    db: str
+    error: str
+
+
+@dataclass(frozen=True)
 class SyncFigures:
     """Synchronous charges through the gRPC front door (``bench.sync_rpc``)."""
 
@@ -167,6 +198,7 @@ class Results:
     background_busy: float = 0.0
     figures: dict[str, Figure] = field(default_factory=dict)
     admin: AdminResults | None = None
+    replay_jobs: dict[str, ReplayJobFigures | ReplayJobsFailed] | None = None
     sync: SyncFigures | SyncFailed | None = None
     scenario_seconds: dict[str, float] = field(default_factory=dict)
     total_seconds: float = 0.0

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from bench.common import LATENCY_SHAPES, latency_key, workers_phrase
 from bench.figures import NO_DELAYS, Figure
 from bench.formatting import checks, cost, cpu_split, pct, rate, ratio, spread
-from bench.results import AdminFailed, Results, SyncFailed
+from bench.results import AdminFailed, ReplayJobsFailed, Results, SyncFailed
 
 PEERS = ("dramatiq", "celery")
 
@@ -216,6 +216,33 @@ def admin_rows(results: Results) -> list[str]:
     return rows
 
 
+def jobs_rows(results: Results) -> list[str]:
+    """Replay jobs (``bench.replay_jobs``), one block per database."""
+    rows = []
+    for db, m in (results.replay_jobs or {}).items():
+        if isinstance(m, ReplayJobsFailed):
+            rows.append(f"| 6 | replay jobs ({db}) | - | - | - | FAILED: {m.error} |")
+            continue
+        rows += [
+            f"| 6 | replay job over {m.sustained_published:,} of {m.entries:,} entries, {db} | "
+            f"{rate(m.sustained_rate)} | 1 run | {m.sustained_seconds} s, first to last "
+            f"publish | rate asked: 100,000/s (the mechanism's limit); "
+            f"{m.queue_depth:,} messages in the request queue |",
+            f"| 6 | paced replay job at {m.paced_rate:g}/s ({m.paced_published:,} entries), "
+            f"{db} | {rate(m.paced_measured)} | 1 run | "
+            f"{100 * (m.paced_measured / m.paced_rate - 1):+.1f}% of the rate asked | - |",
+        ]
+        for what, p in (
+            ("GET /dlq/messages?reason=poison", m.list_while_running),
+            ("GET /dlq/replay-jobs/{id}", m.job_view_while_running),
+        ):
+            rows.append(
+                f"| 6 | admin {what} while the job runs, {db} | p50 {p.p50_ms} ms / p95 "
+                f"{p.p95_ms} ms | {p.n} requests | max {p.max_ms} ms | - |"
+            )
+    return rows
+
+
 def sync_rows(results: Results) -> list[str]:
     sync = results.sync
     if sync is None:
@@ -240,6 +267,7 @@ SECTIONS: tuple[Callable[[Results], list[str]], ...] = (
     retry_rows,
     memory_rows,
     admin_rows,
+    jobs_rows,
     sync_rows,
 )
 

@@ -6,7 +6,8 @@
 
 Scenarios: ``ceiling`` (bare aio-pika), ``zero`` (payproc 1 and 2 workers, Celery, Dramatiq;
 zero-latency gateway; PostgreSQL and SQLite), ``latency`` (50 ms gateway), ``retries``
-(30 % transient failures), ``memory`` (50,000 backlog), ``admin`` (DLQ admin API), ``sync``
+(30 % transient failures), ``memory`` (50,000 backlog), ``admin`` (DLQ admin API), ``jobs``
+(replay jobs: sustained rate at 100,000 entries, paced accuracy, list p95 meanwhile), ``sync``
 (synchronous charges through ``bench.sync_rpc``, when that module and its extra are there).
 
 Runs of different configurations are interleaved (payproc, Dramatiq, Celery, then again), so
@@ -211,6 +212,16 @@ async def scenario_admin(results: Results) -> None:
     log(f"admin: {results.admin}")
 
 
+async def scenario_jobs(results: Results) -> None:
+    """Replay jobs (``bench.replay_jobs``): sustained rate, paced accuracy, list p95."""
+    from bench import replay_jobs
+
+    plan = results.plan
+    results.replay_jobs = await replay_jobs.run(
+        plan.jobs_entries, plan.jobs_paced, plan.jobs_paced_rate, plan.jobs_dbs
+    )
+
+
 async def scenario_sync(results: Results) -> None:
     """The synchronous gRPC charge benchmark (``bench.sync_rpc``), when it is there."""
     try:
@@ -232,6 +243,7 @@ RUNNERS: dict[str, Callable[[Results], Awaitable[None]]] = {  # in the order the
     "retries": scenario_retries,
     "memory": scenario_memory,
     "admin": scenario_admin,
+    "jobs": scenario_jobs,
     "sync": scenario_sync,
 }
 SCENARIOS = tuple(RUNNERS)

@@ -31,11 +31,12 @@ from functools import partial
 from bench import causes
 from bench.common import LATENCY_SHAPES, latency_key, workers_phrase
 from bench.figures import NO_DELAYS, Run
-from bench.formatting import pct, ratio
+from bench.formatting import pct, rate, ratio
 from bench.quantities import (
     DASH,
     Quantity,
     Shown,
+    Text,
     admin_value,
     constant,
     figure_rate,
@@ -45,7 +46,7 @@ from bench.quantities import (
     run_value,
     whole_run,
 )
-from bench.results import AdminFailed, AdminFigures, Plan, Results
+from bench.results import AdminFailed, AdminFigures, Plan, ReplayJobFigures, Results
 
 CEILING = "ceiling.quorum.consume"
 
@@ -335,6 +336,53 @@ def admin_targets(plan: Plan) -> list[Target]:
     return targets
 
 
+def _jobs_value(db: str, get: Callable[[ReplayJobFigures], float], text: Text = rate) -> Quantity:
+    """A number the replay-job scenario measured on ``db``."""
+
+    def read(results: Results) -> Shown | None:
+        figures = (results.replay_jobs or {}).get(db)
+        if not isinstance(figures, ReplayJobFigures):
+            return None
+        value = get(figures)
+        return Shown(value, text(value))
+
+    return read
+
+
+def _pace_error(m: ReplayJobFigures) -> float:
+    return abs(m.paced_measured / m.paced_rate - 1) * 100 if m.paced_rate else 100.0
+
+
+def jobs_targets(plan: Plan) -> list[Target]:
+    """Replay jobs: sustained rate at 100,000 entries, pacing accuracy, list p95 meanwhile."""
+    targets = []
+    for db in plan.jobs_dbs:
+        targets += [
+            Target(
+                f"replay job sustained >= 2,000 entries/s at {{entries}} entries ({db})",
+                "jobs",
+                value=_jobs_value(db, lambda m: m.sustained_rate),
+                need=at_least(2000.0),
+                fields=(("entries", _jobs_value(db, lambda m: m.entries, "{:,.0f}".format)),),
+            ),
+            Target(
+                f"paced replay job within 10% of its rate ({db})",
+                "jobs",
+                value=_jobs_value(db, _pace_error, "{:.1f}".format),
+                need=at_most(10.0),
+                measured="{value}% off",
+            ),
+            Target(
+                f"admin list p95 <= 50 ms while a replay job runs ({db})",
+                "jobs",
+                value=_jobs_value(db, lambda m: m.list_while_running.p95_ms, str),
+                need=at_most(50.0),
+                measured="p95 {value} ms",
+            ),
+        ]
+    return targets
+
+
 def _double_charges(results: Results) -> float:
     figures = results.figures.values()
     return sum(r.checks.double_charged for f in figures for r in f.runs)
@@ -372,6 +420,7 @@ SECTIONS: tuple[Callable[[Plan], list[Target]], ...] = (
     retry_targets,
     memory_targets,
     admin_targets,
+    jobs_targets,
     run_targets,
 )
 

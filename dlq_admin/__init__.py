@@ -7,7 +7,9 @@ claimed entries every replay goes through), ``bulk_replay``, ``discard``; ``audi
 cross-cutting (the ``@audited`` decorator) and ``access`` audits refused calls;
 ``validation``, ``selection`` and ``replay_rules`` hold the rules they share. The store
 returns the typed rows of ``rows``; ``errors`` is the error tree (root ``DlqAdminError``).
-``service.DlqAdmin`` wires the capabilities together. ``store`` (SQLAlchemy) and ``amqp``
+``jobs`` is replay jobs (a frozen selection published paced, fair, behind a canary, by the
+admin that holds the job's lease) and the retention purge. ``service.DlqAdmin`` wires the
+capabilities together. ``store`` (SQLAlchemy) and ``amqp``
 (aio-pika) are the adapters; ``web`` is the thin FastAPI layer; ``runtime`` is the composition
 root of ``payproc admin``; ``cli`` adds ``payproc admin`` and ``payproc dlq``.
 """

@@ -146,6 +146,7 @@ class AdminRuntime:
                     canary_timeout=settings.admin_canary_timeout,
                     stale_before=service.replayer.stale_before,
                     observe=metrics.job_event,
+                    audit_log=service.audit_log,
                 ),
                 lease=settings.admin_job_lease,
                 poll=settings.admin_job_poll,

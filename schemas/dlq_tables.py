@@ -7,7 +7,8 @@ a page costs the same at entry 100 and at entry 100,000. ``fingerprint`` (reason
 error code/HTTP status + exception type) is a column so grouping is a plain ``GROUP BY``.
 
 Rows carry the namespace, so deployments sharing one database keep separate DLQs.
-Nothing is ever deleted: a discarded entry keeps its row with status ``discarded``.
+A discarded entry keeps its row with status ``discarded``; discarded and replayed rows are
+deleted only by the admin's retention purge, after ``PAYPROC_DLQ_RETENTION_DAYS``.
 Bodies and headers are stored with card-number look-alikes masked and NUL characters replaced
 (PostgreSQL text cannot hold them).
 """

@@ -47,6 +47,8 @@ class ReplayJobRow(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     """When the first entry was published (for the measured rate)."""
+    last_published_at: datetime | None = None
+    """When the latest batch was published (the measured rate spans the two)."""
     finished_at: datetime | None = None
     lease_owner: str | None = Field(default=None, max_length=100)
     lease_expires_at: datetime | None = None

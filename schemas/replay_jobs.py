@@ -95,6 +95,10 @@ class ReplayJobView(BaseModel):
     succeeded: int
     failed: int = Field(description="replayed payments that failed again (parked again)")
     skipped: int = Field(description="already final, in doubt, discarded or replayed elsewhere")
+    skipped_by: dict[str, int] = Field(
+        default_factory=dict,
+        description="skipped entries by reason (payment_succeeded, entry_discarded, ...)",
+    )
     waiting: int = Field(default=0, description="neither published nor skipped yet")
     following: int = Field(
         default=0, description="published, payment not final yet (followed until it is)"

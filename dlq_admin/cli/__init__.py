@@ -10,7 +10,8 @@ prints the API's JSON unchanged for scripts. Exit status: 0 ok, 1 the API refuse
 2 bad usage or configuration.
 
 ``serve`` runs ``payproc admin``; ``http`` is the API client and console output of
-``payproc dlq``; ``browse`` and ``actions`` hold its commands; this module registers them.
+``payproc dlq``; ``browse``, ``actions`` and ``jobs`` (replay jobs, ``--follow``) hold its
+commands; this module registers them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from dlq_admin.cli.actions import cmd_audit, cmd_discard, cmd_replay
 from dlq_admin.cli.browse import cmd_groups, cmd_list, cmd_show, cmd_stats
 from dlq_admin.cli.http import DEFAULT_URL, run_dlq
+from dlq_admin.cli.jobs import add_job_commands, add_replay_options
 from dlq_admin.cli.serve import cmd_admin
 
 __all__ = ["register"]
@@ -95,10 +97,13 @@ def register(subparsers: Any) -> None:
         if name == "replay":
             p.add_argument("--payload", help="edited request body (JSON object) for one entry")
             p.add_argument("--payload-file", dest="payload_file", help="...read from a file")
+            add_replay_options(p)
             p.set_defaults(func=run_dlq(cmd_replay))
         else:
             p.add_argument("--note", help="why (kept in the audit log)")
             p.set_defaults(func=run_dlq(cmd_discard))
+
+    add_job_commands(sub, common)
 
     p = sub.add_parser("audit", parents=[common], help="the audit log, newest first")
     p.add_argument("--actor")

@@ -1,5 +1,6 @@
 """``payproc dlq replay``, ``discard`` and ``audit``: one entry by id, or a bulk selection
-(ids, ``--reason`` or ``--group``, with ``--limit`` and ``--dry-run``)."""
+(ids, ``--reason`` or ``--group``, with ``--limit`` and ``--dry-run``). A bulk replay creates
+a replay job (``dlq_admin.cli.jobs``; ``--rate``, ``--ramp``, ``--canary``, ``--follow``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dlq_admin.cli.http import call, emit, err_console, out_console, short_time
+from dlq_admin.cli.jobs import replay_job
 from dlq_admin.errors import CliError
 
 
@@ -93,9 +95,11 @@ def cmd_replay(ns: argparse.Namespace) -> int:
         return 0
     if payload is not None:
         raise CliError("--payload edits one entry: give exactly one id", 2)
-    data = call(ns, "POST", "/dlq/replay", body=selection, timeout=3600)
+    if not selection["dry_run"]:
+        return replay_job(ns, selection)
+    data = call(ns, "POST", "/dlq/replay", body=selection, timeout=600)
     emit(ns, data, _render_bulk("replay"))
-    return 1 if data.get("failed") else 0
+    return 0
 
 
 def cmd_discard(ns: argparse.Namespace) -> int:

@@ -173,6 +173,12 @@ def cmd_stats(ns: argparse.Namespace) -> int:
             console.print(
                 f"oldest parked: {short_time(stats['oldest_parked_at'])} UTC ({human_age(age)} ago)"
             )
+        retention = stats.get("retention")
+        if retention:
+            console.print(
+                f"{retention['purge_next_24h']} entries will be purged in the next 24 h "
+                f"(discarded and replayed entries are kept {retention['days']:g} days)"
+            )
 
     emit(ns, data, render)
     return 0

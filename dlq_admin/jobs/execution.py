@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from dlq_admin.audit import Actor
+from dlq_admin.audit import Actor, AuditLog
 from dlq_admin.auth import Principal
 from dlq_admin.errors import Conflict
 from dlq_admin.jobs.model import EntryState, Figures, Job, JobEntry
@@ -114,6 +114,7 @@ class JobExecution:
         canary_timeout: float,
         stale_before: Callable[[], datetime],
         observe: JobObserve,
+        audit_log: AuditLog | None = None,
     ) -> None:
         self.job_id = job_id
         self.jobs = jobs
@@ -123,11 +124,14 @@ class JobExecution:
         self.canary_timeout = canary_timeout
         self._stale_before = stale_before
         self._observe = observe
+        self.audit_log = audit_log
+        """Where the job's own decisions (pausing itself) are audited."""
         self.actor = job_actor(job_id)
         self._replay: Replay | None = None
         self._step = 0
         self._canary_waiting_since: float | None = None
         self._started = False
+        self._followed_at = -float("inf")
 
     def _replayer(self, job: Job) -> Replay:
         if self._replay is None:
@@ -140,7 +144,7 @@ class JobExecution:
             job = await self.jobs.get_job(self.job_id)
             if job is None or job.state is not JobState.RUNNING:
                 return
-            await self.jobs.follow(job.id)
+            await self._follow(job.id)
             if job.canary is not None and not job.canary_done:
                 if not await self._canary_round(job):
                     return
@@ -154,6 +158,13 @@ class JobExecution:
                     self._observe("completed", job.id)
                 return
             await asyncio.sleep(self.poll)  # following outcomes: nothing announces them
+
+    async def _follow(self, job_id: str) -> None:
+        """Follow outcomes at most once per ``poll`` (its cost grows with what is followed)."""
+        now = time.monotonic()
+        if now - self._followed_at >= self.poll:
+            self._followed_at = now
+            await self.jobs.follow(job_id)
 
     def _pacing(self, job: Job) -> Pacing:
         return Pacing(job.rate, job.ramp)
@@ -190,6 +201,14 @@ class JobExecution:
             ):
                 log.warning("replay job paused itself", extra={"job_id": job.id, "why": reason})
                 self._observe("self_paused", job.id)
+                if self.audit_log is not None:
+                    await self.audit_log.record(
+                        self.actor,
+                        "dlq.replay_job.self_pause",
+                        f"job:{job.id}",
+                        "paused",
+                        {"reason": reason, "failed": failed, "published": base},
+                    )
             return False
         await self.jobs.mark_canary_done(job.id)
         log.info("replay job canary passed", extra=_extra(job.id, figures))
@@ -201,14 +220,17 @@ class JobExecution:
         if not waiting:
             return False
         started = time.monotonic()
+        position = {w.entry_id: w.position for w in waiting}
         claimed = await self._claim(job, waiting)
         if claimed:
             if not self._started:
                 await self.jobs.mark_started(job.id)
                 self._started = True
             published = await self._replayer(job).publish_batch(self.actor, claimed)
-            refused = [f.id for f in published.failed]
-            await self.jobs.settle_entries(job.id, published.replayed, refused)
+            refused = [position[f.id] for f in published.failed]
+            await self.jobs.settle_entries(
+                job.id, [position[i] for i in published.replayed], refused
+            )
             if refused:
                 log.warning(
                     "broker refused %d replays of job %s; they wait for the next round",
@@ -228,23 +250,23 @@ class JobExecution:
         payment_ids = [e.payment_id for e in found.values() if e.payment_id]
         statuses = await self.entries.payment_statuses(payment_ids) if payment_ids else {}
         stale_before = self._stale_before()
-        notes: dict[str, str] = {}
-        ready: list[str] = []
+        notes: dict[int, str] = {}
+        ready: list[JobEntry] = []
         for item in waiting:
             entry = found.get(item.entry_id)
             status = statuses.get(entry.payment_id) if entry and entry.payment_id else None
             why = skip_reason(entry, status, stale_before)
             if why is None:
-                ready.append(item.entry_id)
+                ready.append(item)
             else:
-                notes[item.entry_id] = why
+                notes[item.position] = why
         claimed = await self.jobs.claim_entries(job.id, ready, stale_before) if ready else {}
-        for entry_id in ready:
-            if entry_id not in claimed:
-                notes[entry_id] = "claimed_elsewhere"
+        for item in ready:
+            if item.entry_id not in claimed:
+                notes[item.position] = "claimed_elsewhere"
         if notes:
             await self.jobs.skip_entries(job.id, notes)
-        return [claimed[i] for i in ready if i in claimed]
+        return [claimed[i.entry_id] for i in ready if i.entry_id in claimed]
 
     async def recover(self) -> None:
         """Settle the entries a previous holder of the lease claimed and may have published."""
@@ -252,18 +274,19 @@ class JobExecution:
         if not stuck:
             return
         statuses = await self.jobs.entry_statuses([s.entry_id for s in stuck])
-        published: list[str] = []
-        back: list[str] = []
+        position = {s.entry_id: s.position for s in stuck}
+        published: list[int] = []
+        back: list[int] = []
         again: list[ClaimedEntry] = []
         for item in stuck:
             status = statuses.get(item.entry_id)
             if status == EntryStatus.REPLAYED.value:
-                published.append(item.entry_id)
+                published.append(item.position)
             elif status != EntryStatus.REPLAYING.value:
-                back.append(item.entry_id)
+                back.append(item.position)
             elif await self._went_out(item):
                 await self.entries.finish_many_replays([item.entry_id], [], self.actor.name or "?")
-                published.append(item.entry_id)
+                published.append(item.position)
             else:
                 full = await self.entries.get_entry(item.entry_id)
                 if full is not None:
@@ -282,7 +305,11 @@ class JobExecution:
             if job is None:
                 return
             done = await self._replayer(job).publish_batch(self.actor, again)
-            await self.jobs.settle_entries(self.job_id, done.replayed, [f.id for f in done.failed])
+            await self.jobs.settle_entries(
+                self.job_id,
+                [position[i] for i in done.replayed],
+                [position[f.id] for f in done.failed],
+            )
 
     async def _went_out(self, item: JobEntry) -> bool:
         """Evidence that the publish of a claimed entry reached a worker."""

@@ -41,11 +41,16 @@ class Figures:
     succeeded: int = 0
     failed: int = 0
     skipped: int = 0
+    skipped_by: dict[str, int] = field(default_factory=dict)
+    """Skipped entries by reason (``payment_succeeded``, ``entry_discarded``, ...)."""
 
     @classmethod
-    def from_counts(cls, total: int, counts: dict[str, int]) -> Figures:
+    def from_counts(
+        cls, total: int, counts: dict[str, int], skipped_by: dict[str, int] | None = None
+    ) -> Figures:
         return cls(
             total=total,
+            skipped_by=skipped_by or {},
             waiting=counts.get(EntryState.WAITING, 0),
             claimed=counts.get(EntryState.CLAIMED, 0),
             published=counts.get(EntryState.PUBLISHED, 0),
@@ -83,6 +88,7 @@ class Job:
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
+    last_published_at: datetime | None
     finished_at: datetime | None
     lease_owner: str | None
     lease_expires_at: datetime | None

@@ -90,22 +90,23 @@ class JobStore(Protocol):
         """The job's entries in ``state``, in publishing order."""
         ...
 
-    async def skip_entries(self, job_id: str, notes: Mapping[str, str]) -> None:
-        """``waiting -> skipped`` with the reason, for these entry ids."""
+    async def skip_entries(self, job_id: str, notes: Mapping[int, str]) -> None:
+        """``waiting -> skipped`` with the reason, by position."""
         ...
 
     async def claim_entries(
-        self, job_id: str, entry_ids: Sequence[str], stale_before: datetime
+        self, job_id: str, entries: Sequence[JobEntry], stale_before: datetime
     ) -> dict[str, ClaimedEntry]:
         """One transaction: claim the DLQ entries (``parked -> replaying``, as every replay
-        does) and mark the job's entries ``claimed`` for exactly the ones claimed."""
+        does) and mark the job's entries ``claimed`` for exactly the ones claimed. Returns
+        the claimed entries by entry id."""
         ...
 
     async def settle_entries(
-        self, job_id: str, published: Sequence[str], unpublished: Sequence[str]
+        self, job_id: str, published: Sequence[int], unpublished: Sequence[int]
     ) -> None:
-        """``claimed -> published`` (the broker confirmed) and ``claimed -> waiting`` (it did
-        not; the DLQ entry went back to ``parked``)."""
+        """By position: ``claimed -> published`` (the broker confirmed) and ``claimed ->
+        waiting`` (it did not; the DLQ entry went back to ``parked``)."""
         ...
 
     async def follow(self, job_id: str) -> None:

@@ -83,7 +83,7 @@ class ReplayJobs:
     async def get(self, job_id: str) -> ReplayJobView:
         job = await self._job(job_id)
         figures = (await self.store.figures([job.id]))[job.id]
-        return job_view(job, figures, self._clock())
+        return job_view(job, figures)
 
     async def list_jobs(self, limit: int = 50, cursor: str | None = None) -> ReplayJobPage:
         """Jobs newest first, ``limit`` per page."""
@@ -93,8 +93,7 @@ class ReplayJobs:
             before = (at.at, at.id)
         jobs = await self.store.list_jobs(limit, before)
         figures = await self.store.figures([j.id for j in jobs])
-        now = self._clock()
-        items = [job_view(j, figures.get(j.id, Figures()), now) for j in jobs]
+        items = [job_view(j, figures.get(j.id, Figures())) for j in jobs]
         next_cursor = (
             encode_entry_cursor(jobs[-1].created_at, jobs[-1].id)
             if len(jobs) == limit and jobs

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from dlq_admin.jobs.model import Figures, Job
 from schemas.replay_jobs import JobState, ReplayJobView
 
 
-def measured_rate(job: Job, figures: Figures, now: datetime) -> float | None:
-    """Entries published per second since the first publish (until the job finished)."""
-    if job.started_at is None or figures.all_published == 0:
+def measured_rate(job: Job, figures: Figures) -> float | None:
+    """Entries published per second, from the first publish to the latest one."""
+    if job.started_at is None or job.last_published_at is None or figures.all_published < 2:
         return None
-    end = job.finished_at or now
-    elapsed = (end - job.started_at).total_seconds()
+    elapsed = (job.last_published_at - job.started_at).total_seconds()
     return round(figures.all_published / elapsed, 2) if elapsed > 0 else None
 
 
-def job_view(job: Job, figures: Figures, now: datetime) -> ReplayJobView:
+def job_view(job: Job, figures: Figures) -> ReplayJobView:
     """The view of ``job``: ``published + skipped + waiting == total`` and
     ``succeeded + failed + following == published``, from one read of its entries."""
     eta: float | None = None
@@ -31,10 +28,11 @@ def job_view(job: Job, figures: Figures, now: datetime) -> ReplayJobView:
         succeeded=figures.succeeded,
         failed=figures.failed,
         skipped=figures.skipped,
+        skipped_by=figures.skipped_by,
         waiting=figures.unpublished,
         following=figures.published,
         rate=job.rate,
-        measured_rate=measured_rate(job, figures, now),
+        measured_rate=measured_rate(job, figures),
         ramp=job.ramp,
         canary=job.canary,
         paused_reason=job.paused_reason,

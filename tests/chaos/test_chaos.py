@@ -180,8 +180,13 @@ async def test_bulk_replay_after_the_gateway_heals_charges_each_payment_once(
                 answer = await client.post(
                     "/dlq/replay", json={"reason": "retries_exhausted", "limit": 10_000}
                 )
-                assert answer.status_code == 200, answer.text
-                assert answer.json()["replayed"] == len(exhausted)
+                assert answer.status_code == 202, answer.text  # a replay job
+                job = answer.json()
+                assert job["total"] == len(exhausted)
+                while job["state"] != "completed":
+                    await asyncio.sleep(0.2)  # the job publishes and follows the payments
+                    job = (await client.get(f"/dlq/replay-jobs/{job['id']}")).json()
+                assert (job["published"], job["succeeded"]) == (len(exhausted), len(exhausted))
                 while len(await run.succeeded_ids()) < len(run.published.valid):
                     await asyncio.sleep(0.2)
         finally:

@@ -80,8 +80,8 @@ async def start_admin(
     """Start admin runtimes in this event loop (API via ASGI, ingest on the real broker)."""
     started: list[tuple[AdminRuntime, httpx.AsyncClient]] = []
 
-    async def start(ingest: bool = True, **overrides: Any) -> Admin:
-        runtime = AdminRuntime(admin_settings(**overrides), ingest=ingest)
+    async def start(ingest: bool = True, run_jobs: bool = True, **overrides: Any) -> Admin:
+        runtime = AdminRuntime(admin_settings(**overrides), ingest=ingest, run_jobs=run_jobs)
         await runtime.start()
         assert runtime.app is not None
         client = httpx.AsyncClient(

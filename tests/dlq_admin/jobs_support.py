@@ -134,15 +134,22 @@ async def published_requests(
     return bodies
 
 
-async def replayed_attempts(admin: Admin) -> dict[str, int]:
-    """Gateway requests made for replays, per payment (from the worker's attempts table)."""
+async def replayed_attempts(admin: Admin, payment_ids: list[str]) -> dict[str, int]:
+    """Gateway requests made for replays of these payments, per payment (from the worker's
+    attempts table)."""
     engine = admin.runtime.engine
     assert engine is not None
     table = PaymentAttemptRow.__table__  # type: ignore[attr-defined]
+    found: dict[str, int] = {}
     async with engine.connect() as conn:
-        rows = await conn.execute(
-            select(table.c.payment_id, func.count())
-            .where(table.c.replay_of.is_not(None))
-            .group_by(table.c.payment_id)
-        )
-        return {str(r[0]): int(r[1]) for r in rows}
+        for start in range(0, len(payment_ids), 500):
+            rows = await conn.execute(
+                select(table.c.payment_id, func.count())
+                .where(
+                    table.c.replay_of.is_not(None),
+                    table.c.payment_id.in_(payment_ids[start : start + 500]),
+                )
+                .group_by(table.c.payment_id)
+            )
+            found.update({str(r[0]): int(r[1]) for r in rows})
+    return found

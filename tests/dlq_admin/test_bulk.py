@@ -1,20 +1,29 @@
-"""Bulk replay and discard: by ids, reason or group, with limit, dry_run and a rate limit."""
+"""Bulk replay and discard: by ids, reason or group, with limit, dry_run and a rate limit.
+
+``POST /dlq/replay`` creates a replay job (202); these tests wait for the job to have
+published or skipped every entry and check what a bulk replay always promised: each entry
+published once, final payments never replayed, refused publishes left parked."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy import select
 
+from dlq_admin.audit import Actor
+from dlq_admin.auth import Principal
 from processor.producer import payment_message, publish_bodies
+from schemas.dlq import BulkSelection, Role
 from schemas.dlq_tables import DlqEntryRow
 from schemas.tables import PaymentRow, utcnow
 from tests.dlq_admin.conftest import OPERATOR, Admin, StartAdmin
-from tests.dlq_admin.helpers import park, park_many, queue_depth, request_body
+from tests.dlq_admin.helpers import eventually, park, park_many, queue_depth, request_body
+from tests.dlq_admin.jobs_support import Job, get_job, wait_job
 from tests.support.collect import Collector
 
 REJECTED = "gateway_rejected|amount_invalid|422|-"
@@ -70,6 +79,17 @@ async def _scene(admin: Admin) -> dict[str, Any]:
     }
 
 
+async def _replay_job(
+    admin: Admin, accept: Callable[[Job], bool] | None = None, **selection: Any
+) -> Job:
+    """``POST /dlq/replay`` (a 202 with the job), then wait until the job has published or
+    skipped every entry (or until ``accept`` holds)."""
+    response = await admin.client.post("/dlq/replay", json=selection, headers=OPERATOR)
+    assert response.status_code == 202, response.text
+    job: Job = response.json()
+    return await wait_job(admin, job["id"], accept or (lambda j: j["waiting"] == 0))
+
+
 async def _bulk(admin: Admin, path: str = "/dlq/replay", **selection: Any) -> dict[str, Any]:
     response = await admin.client.post(path, json=selection, headers=OPERATOR)
     assert response.status_code == 200, response.text
@@ -91,10 +111,8 @@ async def test_bulk_replay_by_reason_with_dry_run_and_limit(
     assert dry["skipped"] == [{"id": scene["done"], "why": "payment_succeeded"}]
     assert await queue_depth(connection, admin.names.requests) == 0
 
-    run = await _bulk(admin, reason="gateway_rejected", limit=2)
-    assert run["replayed"] == 2
-    assert run["ids"] == scene["rejected"][:2]
-    assert run["failed"] == []
+    run = await _replay_job(admin, reason="gateway_rejected", limit=2)
+    assert (run["total"], run["published"], run["skipped"]) == (2, 2, 0)
     assert await queue_depth(connection, admin.names.requests) == 2
     parked = {i["id"] for i in await admin.entries(status="parked")}
     assert scene["rejected"][2] in parked
@@ -110,18 +128,29 @@ async def test_bulk_replay_by_ids_reports_why_each_one_was_skipped(
     await admin.client.post(f"/dlq/messages/{first}/replay", headers=OPERATOR)
     unknown = str(uuid.uuid4())
 
-    result = await _bulk(
-        admin, ids=[first, scene["rejected"][1], scene["gone"], unknown, scene["done"]]
+    dry = await _bulk(
+        admin,
+        ids=[first, scene["rejected"][1], scene["gone"], unknown, scene["done"]],
+        dry_run=True,
     )
-    assert result["replayed"] == 1
-    assert result["ids"] == [scene["rejected"][1]]
-    assert {(s["id"], s["why"]) for s in result["skipped"]} == {
+    assert {(s["id"], s["why"]) for s in dry["skipped"]} == {
         (first, "status_replayed"),
         (scene["gone"], "status_discarded"),
         (unknown, "not_found"),
         (scene["done"], "payment_succeeded"),
     }
+    job = await _replay_job(
+        admin, ids=[first, scene["rejected"][1], scene["gone"], unknown, scene["done"]]
+    )
+    assert (job["total"], job["published"], job["skipped"]) == (4, 1, 3)  # unknown: not frozen
+    assert job["skipped_by"] == {
+        "replayed_elsewhere": 1,
+        "entry_discarded": 1,
+        "payment_succeeded": 1,
+    }
     assert await queue_depth(connection, admin.names.requests) == 2
+    replayed = {e["id"] for e in await admin.entries(status="replayed")}
+    assert replayed == {first, scene["rejected"][1]}
 
 
 async def test_bulk_replay_and_discard_by_group(
@@ -132,9 +161,11 @@ async def test_bulk_replay_and_discard_by_group(
     groups = {g["fingerprint"]: g["count"] for g in (await admin.get("/dlq/groups"))["items"]}
     assert groups == {REJECTED: 4, EXHAUSTED: 2}
 
-    result = await _bulk(admin, group=EXHAUSTED)
-    assert sorted(result["ids"]) == sorted(scene["exhausted"])
+    job = await _replay_job(admin, group=EXHAUSTED)
+    assert (job["total"], job["published"]) == (2, 2)
     assert await queue_depth(connection, admin.names.requests) == 2
+    replayed = {e["id"] for e in await admin.entries(status="replayed")}
+    assert replayed == set(scene["exhausted"])
 
     dry = await _bulk(admin, "/dlq/discard", group=REJECTED, dry_run=True)
     assert dry["dry_run"] is True
@@ -165,17 +196,19 @@ async def test_bulk_selection_must_name_exactly_one_target(admin: Admin) -> None
 async def test_bulk_replay_is_rate_limited(
     start_admin: StartAdmin, connection: AbstractRobustConnection
 ) -> None:
-    """At 50 messages/s (burst 5), replaying 20 parked entries takes at least 0.3 s."""
+    """At 50 messages/s (the admin's default job rate; burst 12), replaying 20 parked
+    entries takes at least 0.15 s."""
     admin = await start_admin(admin_replay_rate=50)
     for _ in range(20):
         await park(admin.connection, admin.names)
     await admin.wait_handled(20)
 
     started = time.perf_counter()
-    result = await _bulk(admin, reason="gateway_rejected", limit=1000)
+    job = await _replay_job(admin, reason="gateway_rejected", limit=1000)
     elapsed = time.perf_counter() - started
-    assert result["replayed"] == 20
-    assert elapsed >= 0.28, elapsed
+    assert job["published"] == 20
+    assert job["rate"] == 50
+    assert elapsed >= 0.15, elapsed
     assert await queue_depth(connection, admin.names.requests) == 20
 
 
@@ -193,8 +226,8 @@ async def test_fix_the_gateway_then_replay_the_group_and_every_payment_succeeds(
     assert group["count"] == 3
 
     gateway.state.update_config({"failure_rate": 0.0})
-    result = await _bulk(admin, group=group["fingerprint"])
-    assert result["replayed"] == 3
+    job = await _replay_job(admin, lambda j: j["state"] == "completed", group=group["fingerprint"])
+    assert (job["published"], job["succeeded"], job["failed"]) == (3, 3, 0)
 
     pids = {b["payment_id"] for b in bodies}
 
@@ -249,37 +282,30 @@ async def _request_queue_holding_at_most(
 async def test_a_broker_refusing_part_of_a_chunk_leaves_exactly_the_refused_entries_parked(
     start_admin: StartAdmin, connection: AbstractRobustConnection
 ) -> None:
-    """300 entries in one chunk; the broker confirms the first 120 and nacks the rest: exactly
-    the 120 confirmed are replayed, the 180 refused are reported failed, stay parked and go
-    out with the next replay."""
-    admin = await start_admin(admin_replay_rate=100_000)
-    assert admin.service.bulk_replayer.chunk_size() >= 300  # one chunk: the failure is mid-chunk
+    """300 entries in one batch; the broker confirms the first 120 and nacks the rest:
+    exactly the 120 confirmed are replayed, the 180 refused stay parked (the job waits and
+    tries them again); once the broker takes them, they go out, each once."""
+    admin = await start_admin(admin_replay_rate=100_000, admin_job_poll=0.2)
     bodies = await park_many(admin.connection, admin.names, 300)
     await admin.wait_handled(300, timeout=60)
-    entries = await _entries_by_payment(admin)
-    ids = [entries[b["payment_id"]][0] for b in bodies]
     await _request_queue_holding_at_most(connection, admin, 120)
 
-    result = await _bulk(admin, reason="gateway_rejected", limit=1000)
-    assert result["replayed"] == 120
-    assert result["ids"] == ids[:120]
-    assert sorted(f["id"] for f in result["failed"]) == sorted(ids[120:])
-    assert all("did not confirm" in f["error"] for f in result["failed"])
-    assert result["skipped"] == []
-    entries = await _entries_by_payment(admin)
-    assert [entries[b["payment_id"]][1] for b in bodies] == ["replayed"] * 120 + ["parked"] * 180
+    job = await _replay_job(
+        admin, lambda j: j["published"] >= 120, reason="gateway_rejected", limit=1000
+    )
+    assert job["published"] == 120
+    statuses = await eventually(
+        lambda: _entries_by_payment(admin),
+        lambda e: [e[b["payment_id"]][1] for b in bodies] == ["replayed"] * 120 + ["parked"] * 180,
+    )
+    assert len(statuses) == 300
+    assert (await get_job(admin, job["id"]))["published"] == 120
     assert await queue_depth(connection, admin.names.requests) == 120
-    [audit] = (await admin.get("/audit", action="dlq.bulk_replay"))["items"]
-    assert audit["outcome"] == "ok"
-    assert '"replayed":120' in audit["detail"]
-    assert '"failed":180' in audit["detail"]
 
     await _request_queue_holding_at_most(connection, admin, 10_000)
-    again = await _bulk(admin, reason="gateway_rejected", limit=1000)
-    assert again["replayed"] == 180
-    assert again["ids"] == ids[120:]
-    assert again["failed"] == []
-    assert await queue_depth(connection, admin.names.requests) == 180
+    done = await wait_job(admin, job["id"], lambda j: j["waiting"] == 0)
+    assert (done["published"], done["skipped"]) == (300, 0)
+    assert await queue_depth(connection, admin.names.requests) == 180  # the queue was replaced
     entries = await _entries_by_payment(admin)
     assert {status for _, status in entries.values()} == {"replayed"}
 
@@ -304,16 +330,23 @@ async def test_chunk_boundaries_keep_the_limit_the_order_and_the_skips(
     assert dry["ids"] == eligible[:8]
     assert await queue_depth(connection, admin.names.requests) == 0
 
-    run = await _bulk(admin, reason="gateway_rejected", limit=8)
-    assert run["replayed"] == 8
-    assert run["ids"] == eligible[:8]
-    assert run["skipped"] == [{"id": ids[2], "why": "payment_succeeded"}]
-    assert await queue_depth(connection, admin.names.requests) == 8
+    # A job's limit counts the entries it freezes (parked ones, oldest first); the one whose
+    # payment is final is frozen too, and skipped.
+    run = await _replay_job(admin, reason="gateway_rejected", limit=8)
+    assert (run["total"], run["published"], run["skipped_by"]) == (
+        8,
+        7,
+        {"payment_succeeded": 1},
+    )
+    assert await queue_depth(connection, admin.names.requests) == 7
     entries = await _entries_by_payment(admin)
+    status_of = {entries[b["payment_id"]][0]: entries[b["payment_id"]][1] for b in bodies}
+    replayed = {i for i in ids if status_of[i] == "replayed"}
+    assert replayed == set(eligible[:7])
     assert entries[bodies[10]["payment_id"]][1] == "parked"
 
-    rest = await _bulk(admin, reason="gateway_rejected", limit=8)
-    assert rest["ids"] == [ids[10]]
+    rest = await _replay_job(admin, reason="gateway_rejected", limit=8)
+    assert (rest["total"], rest["published"], rest["skipped"]) == (3, 2, 1)
     assert await queue_depth(connection, admin.names.requests) == 9
 
 
@@ -327,10 +360,8 @@ async def test_ids_filling_whole_chunks_with_duplicates_and_unknown_ids(
     entries = await _entries_by_payment(admin)
     ids = [entries[b["payment_id"]][0] for b in bodies]
     unknown = str(uuid.uuid4())
-    result = await _bulk(admin, ids=[ids[0], unknown, ids[1], ids[0], ids[2], ids[3], ids[4]])
-    assert result["replayed"] == 5
-    assert result["ids"] == ids
-    assert result["skipped"] == [{"id": unknown, "why": "not_found"}]
+    job = await _replay_job(admin, ids=[ids[0], unknown, ids[1], ids[0], ids[2], ids[3], ids[4]])
+    assert (job["total"], job["published"], job["skipped"]) == (5, 5, 0)
     assert await queue_depth(connection, admin.names.requests) == 5
 
 
@@ -352,15 +383,13 @@ async def test_concurrent_bulk_and_single_replays_publish_each_entry_once(
         return 1 if response.status_code == 200 else 0
 
     first, second, *alone = await asyncio.gather(
-        _bulk(admin, reason="gateway_rejected", limit=1000),
-        _bulk(admin, reason="gateway_rejected", limit=1000),
+        _replay_job(admin, reason="gateway_rejected", limit=1000),
+        _replay_job(admin, reason="gateway_rejected", limit=1000),
         *(single(i) for i in singles),
     )
-    assert first["failed"] == second["failed"] == []
-    assert not set(first["ids"]) & set(second["ids"])
-    assert first["replayed"] + second["replayed"] + sum(alone) == 200
-    whys = {s["why"] for s in first["skipped"] + second["skipped"]}
-    assert whys <= {"claimed_elsewhere"}
+    assert first["published"] + second["published"] + sum(alone) == 200
+    whys = set(first["skipped_by"]) | set(second["skipped_by"])
+    assert whys <= {"claimed_elsewhere", "replayed_elsewhere"}
     assert await queue_depth(connection, admin.names.requests) == 200
     entries = await _entries_by_payment(admin)
     assert {status for _, status in entries.values()} == {"replayed"}
@@ -382,13 +411,15 @@ async def test_two_entries_of_one_payment_returned_in_one_chunk_both_stay_parked
     queue = await channel.get_queue(admin.names.requests, ensure=False)
     await queue.unbind(admin.names.exchange, "payment.request")
     try:
-        result = await _bulk(admin, ids=ids)
-        assert result["replayed"] == 0
-        assert sorted(f["id"] for f in result["failed"]) == sorted(ids)
+        result = await admin.service.bulk_replay(
+            Actor(Principal("alice", Role.OPERATOR)), BulkSelection(ids=ids)
+        )
+        assert result.replayed == 0
+        assert sorted(f.id for f in result.failed) == sorted(ids)
         assert {i["status"] for i in await admin.entries()} == {"parked"}
     finally:
         await queue.bind(admin.names.exchange, "payment.request")
         await channel.close()
-    again = await _bulk(admin, ids=ids)
-    assert again["replayed"] == 2
+    again = await _replay_job(admin, ids=ids)
+    assert again["published"] == 2
     assert await queue_depth(connection, admin.names.requests) == 2

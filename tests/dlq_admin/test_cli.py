@@ -231,3 +231,71 @@ async def test_cli_lists_shows_groups_replays_and_discards_against_a_real_server
     assert code == 1
     assert "401" in err
     assert admin_process.process.returncode is None
+
+
+async def _payments_succeeded(database_url: str, payment_ids: list[str]) -> None:
+    """Record payments as succeeded in the worker's table (what a worker would write)."""
+    from processor.db import make_engine
+    from schemas.tables import PaymentRow, utcnow
+
+    engine = make_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            for payment_id in payment_ids:
+                row = PaymentRow(
+                    payment_id=payment_id,
+                    status="succeeded",
+                    attempts=1,
+                    amount=1999,
+                    currency="EUR",
+                    merchant_id="m_cli",
+                    fingerprint="1999:EUR:m_cli",
+                    gateway_charge_id="ch_cli",
+                    updated_at=utcnow(),
+                )
+                await conn.execute(PaymentRow.__table__.insert().values(**row.model_dump()))  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
+
+
+async def test_cli_replays_a_selection_as_a_job_lists_controls_and_follows_it(
+    admin_process: AdminProcess,
+    connection: AbstractRobustConnection,
+    topology: Names,
+    database_url: str,
+) -> None:
+    """`payproc dlq replay --reason ... --rate` creates a job; `jobs` lists it; `job pause`,
+    `job show --follow` (exit 1 while paused), `job resume`; once the payments are final,
+    `job show --follow` draws the bar to the end and exits 0."""
+    cli = admin_process
+    bodies = [await park(connection, topology, request_body(merchant_id="m_cli")) for _ in range(6)]
+    await eventually(lambda: cli.json("stats"), lambda s: s["parked"] == 6)
+
+    job = await cli.json("replay", "--reason", "gateway_rejected", "--rate", "2", "--canary", "2")
+    assert (job["total"], job["rate"], job["canary"]["size"]) == (6, 2.0, 2)
+    listed = await cli.json("jobs")
+    assert [j["id"] for j in listed["items"]] == [job["id"]]
+    code, out, _ = await cli.cli("jobs")
+    assert code == 0
+    assert job["id"] in out
+
+    code, _, err = await cli.cli("job", "pause", job["id"], token=VIEWER_TOKEN)
+    assert code == 1
+    assert "403" in err
+    code, out, _ = await cli.cli("job", "pause", job["id"], "--why", "lunch")
+    assert code == 0
+    assert "paused by alice: lunch" in out
+    code, out, err = await cli.cli("job", "show", job["id"], "--follow")
+    assert code == 1
+    assert "paused" in err
+
+    await cli.json("job", "resume", job["id"])
+    await eventually(
+        lambda: cli.json("job", "show", job["id"]), lambda j: j["published"] == 6, timeout=30
+    )
+    await _payments_succeeded(database_url, [b["payment_id"] for b in bodies])
+    code, out, err = await cli.subprocess(
+        "job", "show", job["id"], "--follow", token=OPERATOR_TOKEN
+    )
+    assert code == 0, err
+    assert f"job {job['id']} completed: completed: 6/6 published (6 succeeded" in out

@@ -150,13 +150,14 @@ async def test_two_admins_on_one_database_one_runs_the_job(
     start_admin: StartAdmin, connection: AbstractRobustConnection
 ) -> None:
     """Two admin processes share the database: exactly one takes the job's lease and
-    publishes; every entry is published once."""
+    publishes (after a ramp); every entry is published once."""
     first = await start_admin()
     second = await start_admin(ingest=False)
     await park_for_merchants(connection, first.names, {"m_a": 30, "m_b": 30})
     await first.wait_handled(60)
 
-    job = await create_job(second, reason="gateway_rejected", rate=100)
+    job = await create_job(second, reason="gateway_rejected", rate=100, ramp=[1, 5])
+    assert job["ramp"] == [1, 5]
     await wait_job(first, job["id"], lambda j: j["published"] == 60)
     runners = [a.runtime.runner for a in (first, second)]
     assert sum(1 for r in runners if r is not None and job["id"] in r.ran) == 1

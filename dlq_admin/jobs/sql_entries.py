@@ -1,0 +1,237 @@
+"""The ``replay_job_entries`` side of ``SqlJobStore``: a job's frozen entries, claimed,
+published and followed by position (the primary key), and the retention purge.
+
+Claiming entries for a job updates ``dlq_entries`` (``parked -> replaying``, the claim every
+replay makes) and the job's entries (``waiting -> claimed``) in one transaction, so after a
+crash the job knows which ``replaying`` entries are its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+
+from dlq_admin.jobs.model import EntryState, JobEntry
+from dlq_admin.jobs.sql_jobs import job_entries, jobs
+from dlq_admin.rows import ClaimedEntry
+from dlq_admin.store._base import (
+    CLAIM_COLUMNS,
+    IN_CHUNK,
+    SqlBase,
+    entries,
+    not_indexed,
+    payments,
+    to_claimed,
+)
+from schemas.dlq import EntryStatus
+from schemas.tables import utcnow
+
+OK_PAYMENT = ("succeeded", "declined")
+"""Payment statuses that end a replayed payment well: the gateway answered for good."""
+PURGEABLE = (EntryStatus.DISCARDED.value, EntryStatus.REPLAYED.value)
+"""Entry statuses retention may delete (never ``parked`` or ``replaying``)."""
+FOLLOW_LIMIT = 5000
+"""Followed entries looked at per ``follow`` (the oldest first): bounds its cost."""
+
+
+class SqlJobEntries(SqlBase):
+    """The frozen entries of ``JobStore``, and the retention purge."""
+
+    async def entries_in_state(self, job_id: str, state: str, limit: int) -> list[JobEntry]:
+        je = job_entries.c
+        async with self._tx() as conn:
+            rows = await conn.execute(
+                select(je.position, je.entry_id, je.payment_id, je.merchant_id, je.state)
+                .where(je.job_id == job_id, je.state == state)
+                .order_by(je.position)
+                .limit(limit)
+            )
+            return [
+                JobEntry(r.position, r.entry_id, r.payment_id, r.merchant_id, EntryState(r.state))
+                for r in rows
+            ]
+
+    async def skip_entries(self, job_id: str, notes: Mapping[int, str]) -> None:
+        je = job_entries.c
+        now = utcnow()
+        by_note: dict[str, list[int]] = {}
+        for position, note in notes.items():
+            by_note.setdefault(note, []).append(position)
+        async with self._tx() as conn:
+            for note, ids in by_note.items():
+                for start in range(0, len(ids), IN_CHUNK):
+                    await conn.execute(
+                        update(job_entries)
+                        .where(
+                            je.job_id == job_id,
+                            je.position.in_(ids[start : start + IN_CHUNK]),
+                            je.state == EntryState.WAITING.value,
+                        )
+                        .values(state=EntryState.SKIPPED.value, note=note[:64], settled_at=now)
+                    )
+
+    async def claim_entries(
+        self, job_id: str, entries_: Sequence[JobEntry], stale_before: datetime
+    ) -> dict[str, ClaimedEntry]:
+        position = {e.entry_id: e.position for e in entries_}
+        c = entries.c
+        status = not_indexed(c.status)
+        claimable = or_(
+            status == EntryStatus.PARKED.value,
+            and_(status == EntryStatus.REPLAYING.value, c.updated_at < stale_before),
+        )
+        unique = list(position)
+        claimed: dict[str, ClaimedEntry] = {}
+        now = utcnow()
+        async with self._tx() as conn:
+            for start in range(0, len(unique), IN_CHUNK):
+                rows = await conn.execute(
+                    update(entries)
+                    .where(
+                        c.id.in_(unique[start : start + IN_CHUNK]),
+                        not_indexed(c.namespace) == self._ns,
+                        claimable,
+                    )
+                    .values(status=EntryStatus.REPLAYING.value, updated_at=now)
+                    .returning(*CLAIM_COLUMNS)
+                )
+                batch = [to_claimed(row._mapping) for row in rows]
+                claimed.update((e.id, e) for e in batch)
+                if batch:
+                    await conn.execute(
+                        update(job_entries)
+                        .where(
+                            job_entries.c.job_id == job_id,
+                            job_entries.c.position.in_([position[e.id] for e in batch]),
+                        )
+                        .values(state=EntryState.CLAIMED.value)
+                    )
+        return claimed
+
+    async def settle_entries(
+        self, job_id: str, published: Sequence[int], unpublished: Sequence[int]
+    ) -> None:
+        je = job_entries.c
+        now = utcnow()
+        async with self._tx() as conn:
+            for ids, state, at in (
+                (published, EntryState.PUBLISHED, now),
+                (unpublished, EntryState.WAITING, None),
+            ):
+                for start in range(0, len(ids), IN_CHUNK):
+                    await conn.execute(
+                        update(job_entries)
+                        .where(
+                            je.job_id == job_id,
+                            je.position.in_(list(ids[start : start + IN_CHUNK])),
+                            je.state == EntryState.CLAIMED.value,
+                        )
+                        .values(state=state.value, published_at=at)
+                    )
+            if published:
+                await conn.execute(
+                    update(jobs).where(jobs.c.id == job_id).values(last_published_at=now)
+                )
+
+    async def follow(self, job_id: str) -> None:
+        # Read the followed entries, look their payments and re-parkings up by key (primary
+        # key, ``ix_dlq_replay_of``), then settle them by position: a correlated ``EXISTS``
+        # over ``dlq_entries`` is planned as a scan per row by SQLite.
+        je = job_entries.c
+        now = utcnow()
+        async with self._tx() as conn:
+            rows = (
+                await conn.execute(
+                    select(je.position, je.entry_id, je.payment_id)
+                    .where(je.job_id == job_id, je.state == EntryState.PUBLISHED.value)
+                    .order_by(je.position)
+                    .limit(FOLLOW_LIMIT)
+                )
+            ).all()
+            failed: list[int] = []
+            succeeded: list[int] = []
+            for start in range(0, len(rows), IN_CHUNK):
+                chunk = rows[start : start + IN_CHUNK]
+                again = {
+                    str(r[0])
+                    for r in await conn.execute(
+                        select(entries.c.replay_of).where(
+                            entries.c.replay_of.in_([r.entry_id for r in chunk]),
+                            not_indexed(entries.c.namespace) == self._ns,
+                        )
+                    )
+                }
+                final = {
+                    str(r[0])
+                    for r in await conn.execute(
+                        select(payments.c.payment_id).where(
+                            payments.c.payment_id.in_(
+                                [r.payment_id for r in chunk if r.payment_id]
+                            ),
+                            payments.c.status.in_(OK_PAYMENT),
+                        )
+                    )
+                }
+                for r in chunk:
+                    if r.entry_id in again:
+                        failed.append(r.position)
+                    elif r.payment_id in final:
+                        succeeded.append(r.position)
+            for positions, state in (
+                (failed, EntryState.FAILED),
+                (succeeded, EntryState.SUCCEEDED),
+            ):
+                for start in range(0, len(positions), IN_CHUNK):
+                    await conn.execute(
+                        update(job_entries)
+                        .where(
+                            je.job_id == job_id,
+                            je.position.in_(positions[start : start + IN_CHUNK]),
+                            je.state == EntryState.PUBLISHED.value,
+                        )
+                        .values(state=state.value, settled_at=now)
+                    )
+
+    async def entry_statuses(self, entry_ids: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        unique = list(dict.fromkeys(entry_ids))
+        async with self._tx() as conn:
+            for start in range(0, len(unique), IN_CHUNK):
+                rows = await conn.execute(
+                    select(entries.c.id, entries.c.status).where(
+                        entries.c.id.in_(unique[start : start + IN_CHUNK]),
+                        not_indexed(entries.c.namespace) == self._ns,
+                    )
+                )
+                found.update({str(r[0]): str(r[1]) for r in rows})
+        return found
+
+    def _purgeable(self, before: datetime) -> list[Any]:
+        c = entries.c
+        return [c.namespace == self._ns, c.status.in_(PURGEABLE), c.updated_at < before]
+
+    async def purgeable(self, before: datetime) -> int:
+        async with self._tx() as conn:
+            value = (
+                await conn.execute(select(func.count()).where(*self._purgeable(before)))
+            ).scalar()
+        return int(value or 0)
+
+    async def purge(self, before: datetime, batch: int) -> int:
+        c = entries.c
+        async with self._tx() as conn:
+            ids = [
+                str(r[0])
+                for r in await conn.execute(
+                    select(c.id).where(*self._purgeable(before)).limit(batch)
+                )
+            ]
+            if not ids:
+                return 0
+            result = await conn.execute(
+                delete(entries).where(c.id.in_(ids), *self._purgeable(before))
+            )
+        return int(result.rowcount or 0)
