@@ -30,6 +30,7 @@ lint: $(BENCH_STAMP)
 # fresh database per run; tests/conftest.py deselects the others in that pass).
 test: $(STAMP) lint
 	./scripts/ensure-services.sh postgres
+	./scripts/ensure-chromium.sh
 	$(BIN)/pytest -q -p no:cacheprovider --durations=15
 	PAYPROC_TEST_DB=postgres $(BIN)/pytest -q -p no:cacheprovider --durations=15 \
 		--ignore=tests/test_cluster.py --ignore=tests/deploy

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dlq_admin.amqp import AmqpQueueProbe, AmqpReplayPublisher, DlqConsumer, declare_dlq_topology
 from dlq_admin.auth import Authenticator, ConfiguredToken, configured_tokens
+from dlq_admin.console import Console, ConsoleConfig, mount_console
 from dlq_admin.errors import TokenConfigError
 from dlq_admin.jobs.execution import JobExecution
 from dlq_admin.jobs.runner import JobRunner
@@ -92,6 +93,7 @@ class AdminRuntime:
     service: DlqAdmin | None = None
     app: FastAPI | None = None
     truth: OutcomeTruth | None = None
+    console: Console | None = None
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     async def start(self) -> DlqAdmin:
@@ -166,6 +168,11 @@ class AdminRuntime:
                         service.retention.run(settings.dlq_purge_interval), "dlq-retention"
                     )
             self.app = create_app(service)
+            self.console = mount_console(
+                self.app,
+                service,
+                ConsoleConfig(secure=settings.admin_console_https, ttl=settings.admin_session_ttl),
+            )
             self.app.state.metrics = metrics.render
             self.app.state.readiness = self.readiness
         except BaseException:

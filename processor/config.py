@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     """Bulk replays publish at most this many messages per second (token bucket)."""
     admin_ingest_prefetch: int = Field(default=200, ge=1, le=5000)
     """Parked messages the admin's DLQ ingest consumer holds unacked at once."""
+    admin_console_https: bool = False
+    """The operator console (``/ui/``) is served over HTTPS: its session cookie is ``Secure``."""
+    admin_session_ttl: float = Field(default=8 * 3600.0, ge=60, le=7 * 86_400)
+    """Seconds a console sign-in lasts before the operator must sign in again."""
     admin_job_lease: float = Field(default=15.0, ge=1, le=3600)
     """Seconds an admin's lease on a replay job lasts unrenewed (renewed every third of it);
     a killed admin's jobs are taken over by another admin once it expired."""

