@@ -9,6 +9,7 @@ bundled fake gateway on loopback, and is described in its own module:
 * ``bench.retries``       30 % transient gateway failures: goodput and retry-delay accuracy;
 * ``bench.memory``        worker peak RSS while draining a 50,000-message backlog;
 * ``bench.admin``         DLQ admin list latency at 100,000 entries and bulk replay rate;
+* ``bench.console``       the operator console's server time per page at 100,000 entries;
 * ``bench.sync_rpc``      synchronous charges through the gRPC front door;
 * ``bench.rate_limit``    ``PAYPROC_GATEWAY_RATE_LIMIT`` held by 1, 2, 4 workers and under churn.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from bench.figures import NO_DELAYS, RateAccuracy, RetryDelays, Run
 from bench.formatting import cost, cpu_split, pct, rate, worker_utilisation
-from bench.results import AdminFigures, Results
+from bench.results import CONSOLE_TARGET_P95_MS, AdminFigures, ConsoleFigures, Results
 
 
 def one_worker(db: str, results: Results) -> str:
@@ -190,6 +190,36 @@ def replay(db: str, results: Results) -> str:
     if m.replay_rate:
         text += f" ({1000 / m.replay_rate:.2f} ms per entry here)"
     return text + "; the default token bucket (PAYPROC_ADMIN_REPLAY_RATE) allows 500/s"
+
+
+def console(db: str, results: Results) -> str:
+    """Console pages over the target: which, by how much, and whether every request of the
+    page is slow (its median too: the page's own work at this many entries) or only a tail
+    (a few slow responses on a busy machine)."""
+    m = results.console.by_db.get(db) if results.console is not None else None
+    if not isinstance(m, ConsoleFigures):
+        return ""
+    bound = CONSOLE_TARGET_P95_MS
+    slow = sorted(
+        (p for p in m.pages if p.latencies.p95_ms >= bound),
+        key=lambda p: p.latencies.p95_ms,
+        reverse=True,
+    )
+    text = f"{len(slow)} of {len(m.pages)} pages at or over {bound:.0f} ms p95 at {m.entries:,} "
+    text += "entries: " + ", ".join(
+        f"{p.page} p95 {p.latencies.p95_ms} ms (p50 {p.latencies.p50_ms}, max {p.latencies.max_ms})"
+        for p in slow
+    )
+    steady = [p.page for p in slow if p.latencies.p50_ms >= bound / 2]
+    if steady:
+        return text + (
+            f"; the median of {', '.join(steady)} is slow too: that page's own queries and "
+            f"rendering at {m.entries:,} entries, not a passing stall"
+        )
+    return text + (
+        "; their medians are well under the bound, so a tail of slow responses: the machine "
+        f"was {results.background_busy:.0f}% busy with other load before the run"
+    )
 
 
 def _limiter_run(key: str, results: Results) -> tuple[Run, RateAccuracy] | None:

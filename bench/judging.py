@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from bench.formatting import pct, ratio
 from bench.quantities import DASH, Quantity, Shown
-from bench.results import Results
+from bench.results import AdminFailed, AdminResults, ConsoleResults, Results
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,23 @@ Missing = Callable[[Results], NotMeasured | None]
 
 def not_measured(label: str | None = None) -> Missing:
     return lambda _results: NotMeasured(label=label)
+
+
+def unmeasured(
+    name: str, first: bool, scenario: AdminResults | ConsoleResults | None, db: str
+) -> NotMeasured | None:
+    """The row of a per-database target that ``db`` could not measure: the scenario is not
+    available (one row for all its targets, under its ``first`` database) or failed on it."""
+    if scenario is None:
+        return None
+    if not scenario.available:
+        if not first:
+            return None
+        return NotMeasured(f"{name}: not available", scenario.reason or "", f"{name} targets")
+    figures = scenario.by_db.get(db)
+    if isinstance(figures, AdminFailed):
+        return NotMeasured(figures.error[:200], label=f"{name} ({db})")
+    return None
 
 
 @dataclass(frozen=True)

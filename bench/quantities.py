@@ -1,5 +1,6 @@
 """The quantities a target reads from a run's ``Results``: a figure's median rate, a number
-from its median run, an admin figure, a whole-run count, a constant, or the lowest of several.
+from its median run, an admin, console or replay-job figure, a whole-run count, a constant, or the
+lowest of several.
 
 Each is a function of the results that returns a ``Shown`` (the number and the text the
 table prints for it) or ``None`` when the run did not measure it.
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from bench.figures import Run
 from bench.formatting import rate
-from bench.results import AdminFigures, Results
+from bench.results import AdminFigures, ConsoleFigures, ReplayJobFigures, Results
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,29 @@ def admin_value(db: str, get: Callable[[AdminFigures], float], text: Text = rate
     def read(results: Results) -> Shown | None:
         figures = results.admin.by_db.get(db) if results.admin is not None else None
         if not isinstance(figures, AdminFigures):
+            return None
+        value = get(figures)
+        return Shown(value, text(value))
+
+    return read
+
+
+def console_value(db: str, show: Callable[[ConsoleFigures], Shown]) -> Quantity:
+    """What the console scenario measured on ``db``, as ``show`` writes it."""
+
+    def read(results: Results) -> Shown | None:
+        figures = results.console.by_db.get(db) if results.console is not None else None
+        return show(figures) if isinstance(figures, ConsoleFigures) else None
+
+    return read
+
+
+def jobs_value(db: str, get: Callable[[ReplayJobFigures], float], text: Text = rate) -> Quantity:
+    """A number the replay-job scenario measured on ``db``."""
+
+    def read(results: Results) -> Shown | None:
+        figures = (results.replay_jobs or {}).get(db)
+        if not isinstance(figures, ReplayJobFigures):
             return None
         value = get(figures)
         return Shown(value, text(value))

@@ -50,6 +50,9 @@ class Plan:
     jobs_paced: int = 3_000
     jobs_paced_rate: float = 500.0
     jobs_dbs: tuple[str, ...] = ("postgres",)
+    console_entries: int = 100_000
+    console_requests: int = 50  # per page, after a warm-up
+    console_dbs: tuple[str, ...] = ("postgres", "sqlite")
 
     @property
     def rate_limit_shapes(self) -> tuple[tuple[str, str], ...]:
@@ -105,6 +108,9 @@ QUICK = Plan(
     sync_count=300,
     jobs_entries=10_000,
     jobs_paced=1_000,
+    console_entries=10_000,
+    console_requests=20,
+    console_dbs=("sqlite",),
 )
 
 
@@ -154,6 +160,49 @@ class AdminResults:
     available: bool
     reason: str = ""
     by_db: dict[str, AdminFigures | AdminFailed] = field(default_factory=dict)
+
+
+CONSOLE_TARGET_P95_MS = 200.0  # server time per console page, p95
+
+
+@dataclass(frozen=True)
+class PageTime:
+    """One console page (``bench.console``): its name, the path fetched, its response times."""
+
+    page: str
+    path: str
+    latencies: Latencies
+
+
+@dataclass(frozen=True)
+class ConsoleFigures:
+    """The operator console measured on one database: every page at ``entries`` entries."""
+
+    db: str
+    entries: int
+    pages: list[PageTime]
+
+    @property
+    def worst(self) -> PageTime:
+        """The page with the highest p95 (the one the target is judged on)."""
+        return max(self.pages, key=lambda p: p.latencies.p95_ms)
+
+    @property
+    def worst_p95_ms(self) -> float:
+        return self.worst.latencies.p95_ms
+
+    @property
+    def within_target(self) -> bool:
+        return self.worst_p95_ms < CONSOLE_TARGET_P95_MS
+
+
+@dataclass(frozen=True)
+class ConsoleResults:
+    """The console scenario: unavailable (with the reason), or figures per database."""
+
+    available: bool
+    reason: str | None = None
+    by_db: dict[str, ConsoleFigures | AdminFailed] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -214,6 +263,7 @@ class Results:
     background_busy: float = 0.0
     figures: dict[str, Figure] = field(default_factory=dict)
     admin: AdminResults | None = None
+    console: ConsoleResults | None = None
     replay_jobs: dict[str, ReplayJobFigures | ReplayJobsFailed] | None = None
     sync: SyncFigures | SyncFailed | None = None
     scenario_seconds: dict[str, float] = field(default_factory=dict)

@@ -216,6 +216,29 @@ def admin_rows(results: Results) -> list[str]:
     return rows
 
 
+def console_rows(results: Results) -> list[str]:
+    """The operator console (``bench.console``): one row per database and page."""
+    console = results.console
+    if console is None:
+        return []
+    if not console.available:
+        return [f"| 6 | console: not available | - | - | - | {console.reason or '-'} |"]
+    rows = []
+    for db, m in console.by_db.items():
+        if isinstance(m, AdminFailed):
+            rows.append(f"| 6 | console ({db}) | - | - | - | FAILED: {m.error} |")
+            continue
+        for page in m.pages:
+            p = page.latencies
+            how = f"GET {page.path}" if page.path.startswith("/") else f'following "{page.path}"'
+            rows.append(
+                f"| 6 | console page: {page.page}, {m.entries:,} entries, {db} | p50 "
+                f"{p.p50_ms} ms / p95 {p.p95_ms} ms | {p.n} requests | max {p.max_ms} ms | "
+                f"{how} |"
+            )
+    return rows
+
+
 def jobs_rows(results: Results) -> list[str]:
     """Replay jobs (``bench.replay_jobs``), one block per database."""
     rows = []
@@ -290,6 +313,7 @@ SECTIONS: tuple[Callable[[Results], list[str]], ...] = (
     retry_rows,
     memory_rows,
     admin_rows,
+    console_rows,
     jobs_rows,
     sync_rows,
     rate_limit_rows,

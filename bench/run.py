@@ -6,7 +6,8 @@
 
 Scenarios: ``ceiling`` (bare aio-pika), ``zero`` (payproc 1 and 2 workers, Celery, Dramatiq;
 zero-latency gateway; PostgreSQL and SQLite), ``latency`` (50 ms gateway), ``retries``
-(30 % transient failures), ``memory`` (50,000 backlog), ``admin`` (DLQ admin API), ``jobs``
+(30 % transient failures), ``memory`` (50,000 backlog), ``admin`` (DLQ admin API),
+``console`` (the operator console's server time per page at 100,000 entries), ``jobs``
 (replay jobs: sustained rate at 100,000 entries, paced accuracy, list p95 meanwhile), ``sync``
 (synchronous charges through ``bench.sync_rpc``, when that module and its extra are there).
 Last, ``rate_limit``: ``PAYPROC_GATEWAY_RATE_LIMIT`` held by 1, 2, 4 workers and under churn.
@@ -213,6 +214,17 @@ async def scenario_admin(results: Results) -> None:
     log(f"admin: {results.admin}")
 
 
+async def scenario_console(results: Results) -> None:
+    """The operator console (``bench.console``): server time per page at many entries."""
+    from bench import console
+
+    plan = results.plan
+    results.console = await console.run(
+        plan.console_entries, plan.console_requests, plan.console_dbs
+    )
+    log(f"console: {console.table(results.console)}")
+
+
 async def scenario_jobs(results: Results) -> None:
     """Replay jobs (``bench.replay_jobs``): sustained rate, paced accuracy, list p95."""
     from bench import replay_jobs
@@ -253,6 +265,7 @@ RUNNERS: dict[str, Callable[[Results], Awaitable[None]]] = {  # in the order the
     "retries": scenario_retries,
     "memory": scenario_memory,
     "admin": scenario_admin,
+    "console": scenario_console,
     "jobs": scenario_jobs,
     "sync": scenario_sync,
     "rate_limit": scenario_rate_limit,

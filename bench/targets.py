@@ -22,7 +22,6 @@ from functools import partial
 from bench import causes
 from bench.common import LATENCY_SHAPES, latency_key, workers_phrase
 from bench.figures import NO_DELAYS, RateAccuracy, Run
-from bench.formatting import rate
 from bench.judging import (
     Need,
     NotMeasured,
@@ -33,21 +32,22 @@ from bench.judging import (
     below,
     evaluate,
     not_measured,
+    unmeasured,
 )
 from bench.quantities import (
-    Quantity,
     Shown,
-    Text,
     admin_value,
+    console_value,
     constant,
     figure_rate,
     first_of,
+    jobs_value,
     lowest,
     run_count,
     run_value,
     whole_run,
 )
-from bench.results import AdminFailed, AdminFigures, Plan, ReplayJobFigures, Results
+from bench.results import CONSOLE_TARGET_P95_MS, AdminFigures, Plan, ReplayJobFigures, Results
 
 __all__ = [
     "SECTIONS",
@@ -199,17 +199,7 @@ def memory_targets(plan: Plan) -> list[Target]:
 
 
 def _admin_missing(db: str, results: Results) -> NotMeasured | None:
-    admin = results.admin
-    if admin is None:
-        return None
-    if not admin.available:  # one row for the whole scenario, under the first database
-        if db != results.plan.admin_dbs[0]:
-            return None
-        return NotMeasured("admin: not available", admin.reason, label="admin targets")
-    figures = admin.by_db.get(db)
-    if isinstance(figures, AdminFailed):
-        return NotMeasured(figures.error[:200], label=f"admin ({db})")
-    return None
+    return unmeasured("admin", db == results.plan.admin_dbs[0], results.admin, db)
 
 
 def _worst_list_p95(m: AdminFigures) -> float:
@@ -245,17 +235,29 @@ def admin_targets(plan: Plan) -> list[Target]:
     return targets
 
 
-def _jobs_value(db: str, get: Callable[[ReplayJobFigures], float], text: Text = rate) -> Quantity:
-    """A number the replay-job scenario measured on ``db``."""
+def _console_missing(db: str, results: Results) -> NotMeasured | None:
+    return unmeasured("console", db == results.plan.console_dbs[0], results.console, db)
 
-    def read(results: Results) -> Shown | None:
-        figures = (results.replay_jobs or {}).get(db)
-        if not isinstance(figures, ReplayJobFigures):
-            return None
-        value = get(figures)
-        return Shown(value, text(value))
 
-    return read
+def console_targets(plan: Plan) -> list[Target]:
+    """The operator console per database: its slowest page's p95 server time."""
+    return [
+        Target(
+            f"console page p95 < {CONSOLE_TARGET_P95_MS:.0f} ms at {{entries}} entries ({db})",
+            "console",
+            value=console_value(db, lambda m: Shown(m.worst_p95_ms, str(m.worst_p95_ms))),
+            need=below(CONSOLE_TARGET_P95_MS),
+            measured="worst p95 {value} ms ({page}) of {pages} pages",
+            fields=(
+                ("entries", console_value(db, lambda m: Shown(m.entries, f"{m.entries:,}"))),
+                ("page", console_value(db, lambda m: Shown(m.worst_p95_ms, m.worst.page))),
+                ("pages", console_value(db, lambda m: Shown(len(m.pages), str(len(m.pages))))),
+            ),
+            cause=partial(causes.console, db),
+            missing=partial(_console_missing, db),
+        )
+        for db in plan.console_dbs
+    ]
 
 
 def _pace_error(m: ReplayJobFigures) -> float:
@@ -270,21 +272,21 @@ def jobs_targets(plan: Plan) -> list[Target]:
             Target(
                 f"replay job sustained >= 2,000 entries/s at {{entries}} entries ({db})",
                 "jobs",
-                value=_jobs_value(db, lambda m: m.sustained_rate),
+                value=jobs_value(db, lambda m: m.sustained_rate),
                 need=at_least(2000.0),
-                fields=(("entries", _jobs_value(db, lambda m: m.entries, "{:,.0f}".format)),),
+                fields=(("entries", jobs_value(db, lambda m: m.entries, "{:,.0f}".format)),),
             ),
             Target(
                 f"paced replay job within 10% of its rate ({db})",
                 "jobs",
-                value=_jobs_value(db, _pace_error, "{:.1f}".format),
+                value=jobs_value(db, _pace_error, "{:.1f}".format),
                 need=at_most(10.0),
                 measured="{value}% off",
             ),
             Target(
                 f"admin list p95 <= 50 ms while a replay job runs ({db})",
                 "jobs",
-                value=_jobs_value(db, lambda m: m.list_while_running.p95_ms, str),
+                value=jobs_value(db, lambda m: m.list_while_running.p95_ms, str),
                 need=at_most(50.0),
                 measured="p95 {value} ms",
             ),
@@ -383,6 +385,7 @@ SECTIONS: tuple[Callable[[Plan], list[Target]], ...] = (
     memory_targets,
     rate_limit_targets,
     admin_targets,
+    console_targets,
     jobs_targets,
     run_targets,
 )

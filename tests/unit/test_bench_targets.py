@@ -20,7 +20,10 @@ from bench.results import (
     AdminFailed,
     AdminFigures,
     AdminResults,
+    ConsoleFigures,
+    ConsoleResults,
     Latencies,
+    PageTime,
     Results,
 )
 from bench.targets import Target, Verdict, at_least, at_most, evaluate, verdicts
@@ -286,3 +289,102 @@ def test_rate_limit_targets_hold_the_rate_within_ten_percent_and_429s_under_one(
 
 def test_rate_limit_shapes_are_the_figures_the_scenario_measures() -> None:
     assert [c.key for c in configurations()] == [key for key, _shape in RATE_LIMIT_SHAPES]
+
+
+def page(name: str, p50: float, p95: float) -> PageTime:
+    """One console page fetched 50 times: its median, p95 and a max of twice the p95."""
+    return PageTime(name, f"/ui/{name}", Latencies(p50_ms=p50, p95_ms=p95, max_ms=2 * p95, n=50))
+
+
+def console(db: str, *pages: PageTime) -> ConsoleFigures:
+    return ConsoleFigures(db, 100_000, list(pages))
+
+
+CONSOLE = "console page p95 < 200 ms at 100,000 entries"
+
+
+def test_console_target_is_met_per_database_and_a_failed_one_says_why(
+    results: Results,
+) -> None:
+    results.scenarios = ("console",)
+    results.console = ConsoleResults(
+        available=True,
+        by_db={
+            "postgres": console(
+                "postgres", page("overview", 20.0, 35.5), page("groups", 30.0, 61.2)
+            ),
+            "sqlite": AdminFailed("sqlite", "BenchError: GET /ui/groups answered 500"),
+        },
+    )
+
+    table = by_name(results)
+
+    assert list(table)[:2] == [f"{CONSOLE} (postgres)", "console (sqlite)"]
+    met = table[f"{CONSOLE} (postgres)"]
+    assert (met.met, met.measured, met.cause) == (
+        True,
+        "worst p95 61.2 ms (groups) of 2 pages",
+        "",
+    )
+    failed = table["console (sqlite)"]
+    assert (failed.met, failed.measured) == (None, "BenchError: GET /ui/groups answered 500")
+    text = render(results)
+    assert (
+        "| 6 | console page: groups, 100,000 entries, postgres | p50 30.0 ms / p95 61.2 ms | "
+        "50 requests | max 122.4 ms | GET /ui/groups |"
+    ) in text
+    assert "| 6 | console (sqlite) | - | - | - | FAILED: BenchError: GET /ui/groups" in text
+
+
+def test_console_gap_names_the_slow_pages_and_whether_every_request_is_slow(
+    results: Results,
+) -> None:
+    results.scenarios = ("console",)
+    results.background_busy = 40.0
+    results.console = ConsoleResults(
+        available=True,
+        by_db={
+            "postgres": console(
+                "postgres",
+                page("overview", 20.0, 35.5),
+                page("entries, deep pages", 40.0, 230.0),
+                page("groups", 150.0, 420.5),
+            ),
+            "sqlite": console(  # the bound itself is a gap
+                "sqlite", page("overview", 12.0, 200.0), page("groups", 15.0, 80.0)
+            ),
+        },
+    )
+
+    table = by_name(results)
+
+    slow = table[f"{CONSOLE} (postgres)"]
+    assert (slow.met, slow.measured) == (False, "worst p95 420.5 ms (groups) of 3 pages")
+    assert slow.cause.startswith(
+        "2 of 3 pages at or over 200 ms p95 at 100,000 entries: groups p95 420.5 ms (p50 "
+        "150.0, max 841.0), entries, deep pages p95 230.0 ms (p50 40.0, max 460.0); the "
+        "median of groups is slow too"
+    )
+    tail = table[f"{CONSOLE} (sqlite)"]
+    assert (tail.met, tail.measured) == (False, "worst p95 200.0 ms (overview) of 2 pages")
+    assert "a tail of slow responses" in tail.cause
+    assert "40% busy with other load" in tail.cause
+    assert "| **gap** |" in tail.row()
+
+
+def test_an_unavailable_console_is_one_row_for_all_its_targets(results: Results) -> None:
+    results.scenarios = ("console",)
+    results.console = ConsoleResults(available=False, reason="the console is not importable")
+
+    table = by_name(results)
+
+    assert [name for name in table if "console" in name] == ["console targets"]
+    row = table["console targets"]
+    assert (row.met, row.measured, row.cause) == (
+        None,
+        "console: not available",
+        "the console is not importable",
+    )
+    assert "| 6 | console: not available | - | - | - | the console is not importable |" in (
+        render(results)
+    )
