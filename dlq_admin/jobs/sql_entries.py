@@ -12,20 +12,19 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 
 from dlq_admin.jobs.model import EntryState, JobEntry
 from dlq_admin.jobs.sql_jobs import job_entries, jobs
 from dlq_admin.rows import ClaimedEntry
 from dlq_admin.store._base import (
-    CLAIM_COLUMNS,
     IN_CHUNK,
     SqlBase,
     entries,
     not_indexed,
     payments,
-    to_claimed,
 )
+from dlq_admin.store.claims import claim_in_chunks
 from schemas.dlq import EntryStatus
 from schemas.tables import utcnow
 
@@ -77,28 +76,9 @@ class SqlJobEntries(SqlBase):
         self, job_id: str, entries_: Sequence[JobEntry], stale_before: datetime
     ) -> dict[str, ClaimedEntry]:
         position = {e.entry_id: e.position for e in entries_}
-        c = entries.c
-        status = not_indexed(c.status)
-        claimable = or_(
-            status == EntryStatus.PARKED.value,
-            and_(status == EntryStatus.REPLAYING.value, c.updated_at < stale_before),
-        )
-        unique = list(position)
         claimed: dict[str, ClaimedEntry] = {}
-        now = utcnow()
         async with self._tx() as conn:
-            for start in range(0, len(unique), IN_CHUNK):
-                rows = await conn.execute(
-                    update(entries)
-                    .where(
-                        c.id.in_(unique[start : start + IN_CHUNK]),
-                        not_indexed(c.namespace) == self._ns,
-                        claimable,
-                    )
-                    .values(status=EntryStatus.REPLAYING.value, updated_at=now)
-                    .returning(*CLAIM_COLUMNS)
-                )
-                batch = [to_claimed(row._mapping) for row in rows]
+            async for batch in claim_in_chunks(conn, self._ns, list(position), stale_before):
                 claimed.update((e.id, e) for e in batch)
                 if batch:
                     await conn.execute(
