@@ -21,7 +21,6 @@ from typing import Any
 import uvicorn
 from aio_pika.abc import AbstractRobustConnection
 from fastapi import FastAPI
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dlq_admin.amqp import AmqpQueueProbe, AmqpReplayPublisher, DlqConsumer, declare_dlq_topology
@@ -37,7 +36,7 @@ from dlq_admin.store import SqlDlqStore
 from dlq_admin.truth_wiring import OutcomeTruth, wire_outcome_truth
 from dlq_admin.web import create_app
 from processor.config import ConfigError, Settings
-from processor.db import is_sqlite, make_engine
+from processor.db import is_sqlite, make_engine, reachable
 from processor.logs import register_secret
 from processor.migrate import ensure_current
 from processor.startup import reach_broker, reach_database
@@ -185,14 +184,8 @@ class AdminRuntime:
         return service
 
     async def readiness(self) -> dict[str, bool]:
-        database = False
-        if self.engine is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(2), self.engine.connect() as conn:
-                    await conn.execute(text("SELECT 1"))
-                    database = True
         checks = {
-            "database": database,
+            "database": await reachable(self.engine),
             "broker": self.connection is not None and not self.connection.is_closed,
         }
         if self.ingest:

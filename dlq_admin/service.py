@@ -17,23 +17,22 @@ Each capability is its own module and can be used on its own:
                   restart-safe (``jobs``, a ``ReplayJobs``; the runner is started by the
                   runtime); ``jobs.retention`` purges old discarded and replayed entries
 
-The methods below only delegate; new capabilities (replay jobs, reconciliation) are built next
-to these from the same ports and reach the others through the attributes.
+The calls bound in ``__init__`` are the capabilities' own methods; new capabilities
+(replay jobs, reconciliation) are built next to these from the same ports and reach the
+others through the attributes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 from dlq_admin.access import Access
-from dlq_admin.audit import Actor, AuditLog, Detail
-from dlq_admin.auth import Authenticator, Principal
+from dlq_admin.audit import Actor, AuditLog
+from dlq_admin.auth import Authenticator
 from dlq_admin.browse import Browse
 from dlq_admin.bulk_replay import BulkReplay
 from dlq_admin.discard import Discard
-from dlq_admin.errors import AdminError
 from dlq_admin.ingest import Ingest
 from dlq_admin.jobs.ports import JobStore
 from dlq_admin.jobs.retention import Retention
@@ -41,31 +40,19 @@ from dlq_admin.jobs.service import ReplayJobs
 from dlq_admin.paging import TokenBucket
 from dlq_admin.ports import (
     DlqStore,
-    EntryFilters,
     Observe,
     QueueProbe,
-    RawMessage,
     RequestPublisher,
 )
 from dlq_admin.replay import Replay
 from dlq_admin.validation import validate_edit
 from schemas.dlq import (
-    AuditPage,
-    BulkDiscardResult,
     BulkReplayResult,
     BulkSelection,
-    DlqEntryDetail,
     DlqEntrySummary,
-    DlqGroups,
-    DlqPage,
     DlqStats,
-    EntryStatus,
-    PaymentView,
-    ReplayResult,
     RetentionStats,
-    Role,
 )
-from schemas.outcome import ParkReason
 from schemas.replay_jobs import ReplayJobCreate, ReplayJobView
 from schemas.tables import utcnow
 
@@ -131,6 +118,28 @@ class DlqAdmin:
         )
         """Purges old discarded and replayed entries (run by the runtime); None: never."""
 
+        # The calls of the web layer, the console, the CLI and the ingest consumer, bound
+        # straight to the capability that answers them (the signatures live there only).
+        self.authenticate = self.access.authenticate
+        """The caller's principal; a refusal is audited and raised as ``Unauthenticated``."""
+        self.authorize = self.access.authorize
+        """Return if the principal may act with the role needed; a refusal is audited."""
+        self.audit = self.audit_log.record
+        """Write one audit row (a refusal the web layer saw before any capability ran)."""
+        self.audit_page = self.audit_log.page
+        self.ingest = self.ingestor.ingest
+        """Store one parked message unless it was stored before; True if it is new."""
+        self.list_entries = self.browser.list_entries
+        self.get_entry = self.browser.get_entry
+        self.groups = self.browser.groups
+        self.payment = self.browser.payment
+        self.replay = self.replayer.replay
+        """Replay one entry (optionally with an edited, re-validated body)."""
+        self.bulk_replay = self.bulk_replayer.bulk_replay
+        """Replay many entries now, in this call (rate-limited); report replayed, skipped
+        (why) and failed. The API's ``POST /dlq/replay`` uses it for dry runs only."""
+        self.bulk_discard = self.discarder.bulk_discard
+
     def replayer_paced_by(self, bucket: TokenBucket) -> Replay:
         """A ``Replay`` like ``replayer`` but paced by ``bucket`` (a replay job's own rate)."""
         return Replay(
@@ -146,67 +155,6 @@ class DlqAdmin:
     def _notify(self, kind: str, label: str, value: float | None) -> None:
         self.observe(kind, label, value)
 
-    # ---- authentication and audit ------------------------------------------------------
-
-    async def authenticate(
-        self,
-        authorization: str | None,
-        *,
-        action: str,
-        target: str | None = None,
-        client: str | None = None,
-    ) -> Principal:
-        """The caller's principal; a refusal is audited and raised as ``Unauthenticated``."""
-        return await self.access.authenticate(
-            authorization, action=action, target=target, client=client
-        )
-
-    async def authorize(
-        self,
-        principal: Principal,
-        needed: Role,
-        *,
-        action: str,
-        target: str | None = None,
-        client: str | None = None,
-    ) -> None:
-        await self.access.authorize(principal, needed, action=action, target=target, client=client)
-
-    async def audit(
-        self,
-        actor: Actor,
-        action: str,
-        target: str | None,
-        outcome: AdminError | str,
-        detail: Detail = None,
-    ) -> None:
-        """Write one audit row (a refusal the web layer saw before any capability ran)."""
-        await self.audit_log.record(actor, action, target, outcome, detail)
-
-    async def audit_page(
-        self,
-        limit: int,
-        cursor: str | None,
-        actor: str | None = None,
-        action: str | None = None,
-        outcome: str | None = None,
-    ) -> AuditPage:
-        return await self.audit_log.page(limit, cursor, actor, action, outcome)
-
-    # ---- ingest and browse -------------------------------------------------------------
-
-    async def ingest(self, raw: RawMessage) -> bool:
-        """Store one parked message unless it was stored before; True if it is new."""
-        return await self.ingestor.ingest(raw)
-
-    async def list_entries(
-        self, filters: EntryFilters, limit: int, cursor: str | None = None
-    ) -> DlqPage:
-        return await self.browser.list_entries(filters, limit, cursor)
-
-    async def get_entry(self, entry_id: str) -> DlqEntryDetail:
-        return await self.browser.get_entry(entry_id)
-
     async def stats(self) -> DlqStats:
         """Counts, oldest parked entry, queue depth, and what retention purges within 24 h."""
         stats = await self.browser.stats()
@@ -217,29 +165,7 @@ class DlqAdmin:
             update={"retention": RetentionStats(days=self.retention.days, purge_next_24h=due)}
         )
 
-    async def groups(
-        self,
-        status: EntryStatus = EntryStatus.PARKED,
-        reason: ParkReason | None = None,
-        limit: int = 100,
-    ) -> DlqGroups:
-        return await self.browser.groups(status, reason, limit)
-
-    async def payment(self, payment_id: str) -> PaymentView:
-        return await self.browser.payment(payment_id)
-
     # ---- replay and discard (audited by the capabilities) -------------------------------
-
-    async def replay(
-        self, actor: Actor, entry_id: str, payload: dict[str, Any] | None = None
-    ) -> ReplayResult:
-        """Replay one entry (optionally with an edited, re-validated body)."""
-        return await self.replayer.replay(actor, entry_id, payload)
-
-    async def bulk_replay(self, actor: Actor, selection: BulkSelection) -> BulkReplayResult:
-        """Replay many entries now, in this call (rate-limited); report replayed, skipped
-        (why) and failed. The API's ``POST /dlq/replay`` uses it for dry runs only."""
-        return await self.bulk_replayer.bulk_replay(actor, selection)
 
     async def replay_selection(
         self, actor: Actor, selection: BulkSelection
@@ -260,6 +186,3 @@ class DlqAdmin:
     ) -> DlqEntrySummary:
         """Mark one entry ``discarded`` (the row stays; nothing is deleted)."""
         return (await self.discarder.discard(actor, entry_id, note)).entry
-
-    async def bulk_discard(self, actor: Actor, selection: BulkSelection) -> BulkDiscardResult:
-        return await self.discarder.bulk_discard(actor, selection)

@@ -123,18 +123,9 @@ async def process_payment(
                     processed_at=deps.clock.now(),
                 ),
             )
-            await deps.publisher.park(
-                envelope,
-                ParkNotice(
-                    ParkReason.INVALID_MESSAGE,
-                    error,
-                    envelope.attempt,
-                    payment_id=payment_id,
-                    merchant_id=request.merchant_id,
-                    park_id=park_id_for_body(envelope.body, "idempotency_conflict"),
-                ),
+            return await _park_as_invalid(
+                envelope, error, deps, payment_id, request.merchant_id, "idempotency_conflict"
             )
-            return Handled(Outcome.PARKED, park_reason=ParkReason.INVALID_MESSAGE)
         case Claimed():
             pass
 
@@ -259,15 +250,35 @@ async def park_invalid(
     envelope: Envelope, error: ErrorInfo, deps: Deps, invalid: Invalid | None = None
 ) -> Handled:
     """Park a message that is not a valid payment request; the gateway is never called."""
+    return await _park_as_invalid(
+        envelope,
+        error,
+        deps,
+        invalid.payment_id if invalid else None,
+        invalid.merchant_id if invalid else None,
+        ParkReason.INVALID_MESSAGE.value,
+    )
+
+
+async def _park_as_invalid(
+    envelope: Envelope,
+    error: ErrorInfo,
+    deps: Deps,
+    payment_id: str | None,
+    merchant_id: str | None,
+    park_key: str,
+) -> Handled:
+    """Park ``envelope`` as ``invalid_message``; ``park_key`` keeps the park id of a refused
+    body distinct per cause (a malformed body, an idempotency conflict)."""
     await deps.publisher.park(
         envelope,
         ParkNotice(
             ParkReason.INVALID_MESSAGE,
             error,
             envelope.attempt,
-            payment_id=invalid.payment_id if invalid else None,
-            merchant_id=invalid.merchant_id if invalid else None,
-            park_id=park_id_for_body(envelope.body, ParkReason.INVALID_MESSAGE.value),
+            payment_id=payment_id,
+            merchant_id=merchant_id,
+            park_id=park_id_for_body(envelope.body, park_key),
         ),
     )
     return Handled(Outcome.PARKED, park_reason=ParkReason.INVALID_MESSAGE)

@@ -12,20 +12,20 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dlq_admin.jobs.model import EntryState, JobEntry
 from dlq_admin.jobs.sql_jobs import job_entries, jobs
 from dlq_admin.rows import ClaimedEntry
 from dlq_admin.store._base import (
-    CLAIM_COLUMNS,
     IN_CHUNK,
     SqlBase,
     entries,
     not_indexed,
     payments,
-    to_claimed,
 )
+from dlq_admin.store.claims import claim_in_chunks
 from schemas.dlq import EntryStatus
 from schemas.tables import utcnow
 
@@ -35,6 +35,28 @@ PURGEABLE = (EntryStatus.DISCARDED.value, EntryStatus.REPLAYED.value)
 """Entry statuses retention may delete (never ``parked`` or ``replaying``)."""
 FOLLOW_LIMIT = 5000
 """Followed entries looked at per ``follow`` (the oldest first): bounds its cost."""
+
+
+async def _move(
+    conn: AsyncConnection,
+    job_id: str,
+    positions: Sequence[int],
+    current: EntryState,
+    **values: Any,
+) -> None:
+    """Set ``values`` on the job's entries at ``positions`` that are still ``current``, one
+    UPDATE per ``IN_CHUNK`` positions (an entry another step moved on is left alone)."""
+    je = job_entries.c
+    for start in range(0, len(positions), IN_CHUNK):
+        await conn.execute(
+            update(job_entries)
+            .where(
+                je.job_id == job_id,
+                je.position.in_(list(positions[start : start + IN_CHUNK])),
+                je.state == current.value,
+            )
+            .values(**values)
+        )
 
 
 class SqlJobEntries(SqlBase):
@@ -55,50 +77,29 @@ class SqlJobEntries(SqlBase):
             ]
 
     async def skip_entries(self, job_id: str, notes: Mapping[int, str]) -> None:
-        je = job_entries.c
         now = utcnow()
         by_note: dict[str, list[int]] = {}
         for position, note in notes.items():
             by_note.setdefault(note, []).append(position)
         async with self._tx() as conn:
             for note, ids in by_note.items():
-                for start in range(0, len(ids), IN_CHUNK):
-                    await conn.execute(
-                        update(job_entries)
-                        .where(
-                            je.job_id == job_id,
-                            je.position.in_(ids[start : start + IN_CHUNK]),
-                            je.state == EntryState.WAITING.value,
-                        )
-                        .values(state=EntryState.SKIPPED.value, note=note[:64], settled_at=now)
-                    )
+                await _move(
+                    conn,
+                    job_id,
+                    ids,
+                    EntryState.WAITING,
+                    state=EntryState.SKIPPED.value,
+                    note=note[:64],
+                    settled_at=now,
+                )
 
     async def claim_entries(
         self, job_id: str, entries_: Sequence[JobEntry], stale_before: datetime
     ) -> dict[str, ClaimedEntry]:
         position = {e.entry_id: e.position for e in entries_}
-        c = entries.c
-        status = not_indexed(c.status)
-        claimable = or_(
-            status == EntryStatus.PARKED.value,
-            and_(status == EntryStatus.REPLAYING.value, c.updated_at < stale_before),
-        )
-        unique = list(position)
         claimed: dict[str, ClaimedEntry] = {}
-        now = utcnow()
         async with self._tx() as conn:
-            for start in range(0, len(unique), IN_CHUNK):
-                rows = await conn.execute(
-                    update(entries)
-                    .where(
-                        c.id.in_(unique[start : start + IN_CHUNK]),
-                        not_indexed(c.namespace) == self._ns,
-                        claimable,
-                    )
-                    .values(status=EntryStatus.REPLAYING.value, updated_at=now)
-                    .returning(*CLAIM_COLUMNS)
-                )
-                batch = [to_claimed(row._mapping) for row in rows]
+            async for batch in claim_in_chunks(conn, self._ns, list(position), stale_before):
                 claimed.update((e.id, e) for e in batch)
                 if batch:
                     await conn.execute(
@@ -114,23 +115,15 @@ class SqlJobEntries(SqlBase):
     async def settle_entries(
         self, job_id: str, published: Sequence[int], unpublished: Sequence[int]
     ) -> None:
-        je = job_entries.c
         now = utcnow()
         async with self._tx() as conn:
             for ids, state, at in (
                 (published, EntryState.PUBLISHED, now),
                 (unpublished, EntryState.WAITING, None),
             ):
-                for start in range(0, len(ids), IN_CHUNK):
-                    await conn.execute(
-                        update(job_entries)
-                        .where(
-                            je.job_id == job_id,
-                            je.position.in_(list(ids[start : start + IN_CHUNK])),
-                            je.state == EntryState.CLAIMED.value,
-                        )
-                        .values(state=state.value, published_at=at)
-                    )
+                await _move(
+                    conn, job_id, ids, EntryState.CLAIMED, state=state.value, published_at=at
+                )
             if published:
                 await conn.execute(
                     update(jobs).where(jobs.c.id == job_id).values(last_published_at=now)
@@ -184,16 +177,9 @@ class SqlJobEntries(SqlBase):
                 (failed, EntryState.FAILED),
                 (succeeded, EntryState.SUCCEEDED),
             ):
-                for start in range(0, len(positions), IN_CHUNK):
-                    await conn.execute(
-                        update(job_entries)
-                        .where(
-                            je.job_id == job_id,
-                            je.position.in_(positions[start : start + IN_CHUNK]),
-                            je.state == EntryState.PUBLISHED.value,
-                        )
-                        .values(state=state.value, settled_at=now)
-                    )
+                await _move(
+                    conn, job_id, positions, EntryState.PUBLISHED, state=state.value, settled_at=now
+                )
 
     async def entry_statuses(self, entry_ids: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}

@@ -11,10 +11,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Update, and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dlq_admin.rows import ClaimedEntry, Entry
 from dlq_admin.store._base import (
@@ -29,6 +30,34 @@ from dlq_admin.store._base import (
 )
 from schemas.dlq import EntryStatus
 from schemas.tables import utcnow
+
+
+async def claim_in_chunks(
+    conn: AsyncConnection, namespace: str, entry_ids: Sequence[str], stale_before: datetime
+) -> AsyncIterator[list[ClaimedEntry]]:
+    """Claim ``entry_ids`` (distinct) for replay inside the caller's transaction, one
+    ``UPDATE ... RETURNING`` per ``IN_CHUNK`` ids; yields each chunk's claimed entries (the
+    ones this transaction now owns: parked, or replaying with a claim older than
+    ``stale_before``)."""
+    c = entries.c
+    status = not_indexed(c.status)
+    claimable = or_(
+        status == EntryStatus.PARKED.value,
+        and_(status == EntryStatus.REPLAYING.value, c.updated_at < stale_before),
+    )
+    now = utcnow()
+    for start in range(0, len(entry_ids), IN_CHUNK):
+        rows = await conn.execute(
+            update(entries)
+            .where(
+                c.id.in_(entry_ids[start : start + IN_CHUNK]),
+                not_indexed(c.namespace) == namespace,
+                claimable,
+            )
+            .values(status=EntryStatus.REPLAYING.value, updated_at=now)
+            .returning(*CLAIM_COLUMNS)
+        )
+        yield [to_claimed(row._mapping) for row in rows]
 
 
 class SqlClaims(SqlBase):
@@ -51,31 +80,13 @@ class SqlClaims(SqlBase):
     async def claim_many_for_replay(
         self, entry_ids: Sequence[str], stale_before: datetime
     ) -> dict[str, ClaimedEntry]:
-        c = entries.c
-        status = not_indexed(c.status)
-        claimable = or_(
-            status == EntryStatus.PARKED.value,
-            and_(status == EntryStatus.REPLAYING.value, c.updated_at < stale_before),
-        )
         unique = list(dict.fromkeys(entry_ids))
         claimed: dict[str, ClaimedEntry] = {}
         if not unique:
             return claimed
-        now = utcnow()
         async with self._tx() as conn:
-            for start in range(0, len(unique), IN_CHUNK):
-                rows = await conn.execute(
-                    update(entries)
-                    .where(
-                        c.id.in_(unique[start : start + IN_CHUNK]),
-                        not_indexed(c.namespace) == self._ns,
-                        claimable,
-                    )
-                    .values(status=EntryStatus.REPLAYING.value, updated_at=now)
-                    .returning(*CLAIM_COLUMNS)
-                )
-                for row in rows:
-                    claimed[row.id] = to_claimed(row._mapping)
+            async for batch in claim_in_chunks(conn, self._ns, unique, stale_before):
+                claimed.update((e.id, e) for e in batch)
         return claimed
 
     async def finish_many_replays(
@@ -108,18 +119,19 @@ class SqlClaims(SqlBase):
                 )
         return now
 
+    def _replaying(self, entry_id: str) -> Update:
+        """An UPDATE of ``entry_id`` that only touches it while it is ``replaying``."""
+        c = entries.c
+        return update(entries).where(
+            c.namespace == self._ns, c.id == entry_id, c.status == EntryStatus.REPLAYING.value
+        )
+
     async def finish_replay(self, entry_id: str, actor: str, replayed_body: str | None) -> Entry:
         c = entries.c
         now = utcnow()
         async with self._tx() as conn:
             await conn.execute(
-                update(entries)
-                .where(
-                    c.namespace == self._ns,
-                    c.id == entry_id,
-                    c.status == EntryStatus.REPLAYING.value,
-                )
-                .values(
+                self._replaying(entry_id).values(
                     status=EntryStatus.REPLAYED.value,
                     replayed_at=now,
                     replayed_by=actor,
@@ -135,16 +147,11 @@ class SqlClaims(SqlBase):
         return to_entry(row._mapping)
 
     async def abort_replay(self, entry_id: str) -> None:
-        c = entries.c
         async with self._tx() as conn:
             await conn.execute(
-                update(entries)
-                .where(
-                    c.namespace == self._ns,
-                    c.id == entry_id,
-                    c.status == EntryStatus.REPLAYING.value,
+                self._replaying(entry_id).values(
+                    status=EntryStatus.PARKED.value, updated_at=utcnow()
                 )
-                .values(status=EntryStatus.PARKED.value, updated_at=utcnow())
             )
 
     async def discard(self, entry_id: str, actor: str) -> bool:

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import JSONResponse
 
 from dlq_admin.web.deps import Operator, Service, Viewer
-from schemas.dlq import MAX_PAGE, ErrorResponse
+from dlq_admin.web.routes import ERROR_TEXT, error_responses
+from schemas.dlq import MAX_PAGE
 from schemas.replay_jobs import (
     JobPause,
     ReplayJobCreate,
@@ -17,17 +18,16 @@ from schemas.replay_jobs import (
     ReplayJobView,
 )
 
+_JOB_ERROR_TEXT = {
+    **ERROR_TEXT,
+    404: "unknown job id",
+    409: "the job's state refuses this (e.g. resuming a running job)",
+    503: "database unavailable; nothing was changed",
+}
+
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    text = {
-        401: "missing or invalid bearer token",
-        403: "the token's role may not do this (viewer on a mutating route)",
-        404: "unknown job id",
-        409: "the job's state refuses this (e.g. resuming a running job)",
-        422: "invalid parameters or body; `errors` names the fields",
-        503: "database unavailable; nothing was changed",
-    }
-    return {code: {"model": ErrorResponse, "description": text[code]} for code in codes}
+    return error_responses(*codes, text=_JOB_ERROR_TEXT)
 
 
 JobId = Annotated[str, Path(description="a replay job id", max_length=64)]

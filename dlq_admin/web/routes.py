@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -33,21 +34,26 @@ from schemas.dlq import (
 from schemas.outcome import ParkReason
 from schemas.replay_jobs import ReplayJobView
 
+ERROR_TEXT: Mapping[int, str] = {
+    401: "missing or invalid bearer token",
+    403: "the token's role may not do this (viewer on a mutating route)",
+    404: "unknown id",
+    409: "the entry or its payment is not replayable in its current state",
+    422: "invalid parameters or body; `errors` names the fields",
+    503: "database or broker unavailable; nothing was changed",
+}
+"""What each error status of a route means, for the OpenAPI document."""
 
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    text = {
-        401: "missing or invalid bearer token",
-        403: "the token's role may not do this (viewer on a mutating route)",
-        404: "unknown id",
-        409: "the entry or its payment is not replayable in its current state",
-        422: "invalid parameters or body; `errors` names the fields",
-        503: "database or broker unavailable; nothing was changed",
-    }
+
+def error_responses(
+    *codes: int, text: Mapping[int, str] = ERROR_TEXT
+) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a route for ``codes``: the error body and its meaning."""
     return {code: {"model": ErrorResponse, "description": text[code]} for code in codes}
 
 
-READ_ERRORS = _errors(401, 422, 503)
-WRITE_ERRORS = _errors(401, 403, 404, 409, 422, 503)
+READ_ERRORS = error_responses(401, 422, 503)
+WRITE_ERRORS = error_responses(401, 403, 404, 409, 422, 503)
 
 EntryId = Annotated[str, Path(description="a DLQ entry id", max_length=200)]
 
@@ -131,7 +137,7 @@ async def list_messages(
     "/messages/{entry_id}",
     name="dlq.show",
     response_model=DlqEntryDetail,
-    responses=_errors(401, 404, 422, 503),
+    responses=error_responses(401, 404, 422, 503),
     summary="One entry whole: body, headers, replay rounds and attempt history",
 )
 async def show_message(service: Service, _actor: Viewer, entry_id: EntryId) -> DlqEntryDetail:
@@ -142,7 +148,7 @@ async def show_message(service: Service, _actor: Viewer, entry_id: EntryId) -> D
     "/stats",
     name="dlq.stats",
     response_model=DlqStats,
-    responses=_errors(401, 503),
+    responses=error_responses(401, 503),
     summary="Counts by reason and status, oldest parked age, messages waiting in N.dlq",
 )
 async def stats(service: Service, _actor: Viewer) -> DlqStats:
@@ -189,7 +195,7 @@ async def replay(
     response_model=BulkReplayResult,
     responses={
         202: {"model": ReplayJobView, "description": "a replay job was created"},
-        **_errors(401, 403, 422, 503),
+        **error_responses(401, 403, 422, 503),
     },
     summary="Replay many entries by ids, reason or group: creates a replay job (202); "
     "dry_run answers 200 with what would be replayed",
@@ -223,7 +229,7 @@ async def discard(
     "/discard",
     name="dlq.bulk_discard",
     response_model=BulkDiscardResult,
-    responses=_errors(401, 403, 422, 503),
+    responses=error_responses(401, 403, 422, 503),
     summary="Discard many entries by ids, reason or group (dry_run supported)",
 )
 async def bulk_discard(
@@ -236,7 +242,7 @@ async def bulk_discard(
     "/payments/{payment_id}",
     name="payments.show",
     response_model=PaymentView,
-    responses=_errors(401, 404, 422, 503),
+    responses=error_responses(401, 404, 422, 503),
     summary="A payment as the worker stored it",
     tags=["payments"],
 )
