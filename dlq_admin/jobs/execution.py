@@ -11,9 +11,7 @@ outcomes of what it published, and publishes the next batch of waiting entries:
    ``waiting -> claimed``): an entry another replay holds is skipped;
 3. ``Replay.publish_batch`` publishes the claimed entries paced by the job's own token
    bucket (``rate``; ``ramp`` caps the first batches, one per second), then the job entries
-   become ``published`` (confirmed) or ``waiting`` again (refused by the broker). Past the
-   canary and the ramp, steps 1-2 of the next batch run while this one publishes (two
-   batches in flight at most); a job that stops running releases that batch unpublished.
+   become ``published`` (confirmed) or ``waiting`` again (refused by the broker).
 
 A canary publishes the job's first ``size`` entries, waits until their payments are final
 (or ``canary_timeout``; pending then counts as failed) and pauses the job, stating why, when
@@ -106,15 +104,6 @@ class Pacing:
         return self.chunk
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A batch read and claimed, not published yet: the claimed entries, in publishing
-    order, and the job position of every entry read."""
-
-    claimed: list[ClaimedEntry]
-    position: dict[str, int]
-
-
 JobObserve = Callable[[str, str], None]
 """Told ``(event, job_id)``: ``self_paused``, ``completed``."""
 
@@ -155,9 +144,6 @@ class JobExecution:
         self._started = False
         self._followed_at = -float("inf")
         self._publishing = False
-        self._next: asyncio.Task[Prepared | None] | None = None
-        """The next batch, read and claimed while the current one publishes (two in flight
-        at most); None when nothing was prepared ahead."""
 
     def _replayer(self, job: Job) -> Replay:
         if self._replay is None:
@@ -166,19 +152,9 @@ class JobExecution:
 
     async def run(self) -> None:
         await self.recover()
-        try:
-            await self._rounds()
-        finally:
-            if self._next is not None and not self._next.done():
-                # Stopped from outside (lease lost, shutdown): what the task claimed stays
-                # claimed, and the next holder's ``recover`` settles it, as after a crash.
-                self._next.cancel()
-
-    async def _rounds(self) -> None:
         while True:
             job = await self.jobs.get_job(self.job_id)
             if job is None or job.state is not JobState.RUNNING:
-                await self._release_prepared()
                 return
             await self._follow(job.id)
             if job.canary is not None and not job.canary_done:
@@ -255,27 +231,21 @@ class JobExecution:
         return True
 
     async def _publish_round(self, job: Job, size: int) -> bool:
-        """Skip, claim and publish the next ``size`` waiting entries; False if none wait.
-        Past the canary and the ramp, the batch after this one is read and claimed while
-        this one publishes (at most two batches in flight)."""
-        batch = await self._take_prepared() or await self._prepare(job, size)
-        if batch is None:
+        """Skip, claim and publish the next ``size`` waiting entries; False if none wait."""
+        waiting = await self.jobs.entries_in_state(job.id, EntryState.WAITING, size)
+        if not waiting:
             return False
         started = time.monotonic()
-        ahead = (job.canary is None or job.canary_done) and not (
-            job.ramp and self._step + 1 < len(job.ramp)
-        )
-        if ahead:
-            next_size = self._pacing(job).batch(self._step + 1)
-            self._next = asyncio.create_task(self._prepare(job, next_size))
-        if batch.claimed:
+        position = {w.entry_id: w.position for w in waiting}
+        claimed = await self._claim(job, waiting)
+        if claimed:
             if not self._started:
                 await self.jobs.mark_started(job.id)
                 self._started = True
-            published = await self._replayer(job).publish_batch(self.actor, batch.claimed)
-            refused = [batch.position[f.id] for f in published.failed]
+            published = await self._replayer(job).publish_batch(self.actor, claimed)
+            refused = [position[f.id] for f in published.failed]
             await self.jobs.settle_entries(
-                job.id, [batch.position[i] for i in published.replayed], refused
+                job.id, [position[i] for i in published.replayed], refused
             )
             if refused:
                 log.warning(
@@ -289,32 +259,6 @@ class JobExecution:
             await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
         self._step += 1
         return True
-
-    async def _prepare(self, job: Job, size: int) -> Prepared | None:
-        """Read the next ``size`` waiting entries, skip what the rules refuse, claim the
-        rest; None if none wait."""
-        waiting = await self.jobs.entries_in_state(job.id, EntryState.WAITING, size)
-        if not waiting:
-            return None
-        return Prepared(await self._claim(job, waiting), {w.entry_id: w.position for w in waiting})
-
-    async def _take_prepared(self) -> Prepared | None:
-        """The batch prepared ahead, if any (an error preparing it is raised here)."""
-        task, self._next = self._next, None
-        return await task if task is not None else None
-
-    async def _release_prepared(self) -> None:
-        """The job stopped running (paused, cancelled): the batch prepared ahead was never
-        published, so its entries go back to ``parked`` (DLQ) and ``waiting`` (job)."""
-        batch = await self._take_prepared()
-        if batch is None or not batch.claimed:
-            return
-        await self.entries.finish_many_replays(
-            [], [c.id for c in batch.claimed], self.actor.name or "?"
-        )
-        await self.jobs.settle_entries(
-            self.job_id, [], [batch.position[c.id] for c in batch.claimed]
-        )
 
     async def _claim(self, job: Job, waiting: list[JobEntry]) -> list[ClaimedEntry]:
         """Apply the replay rules, skip what they refuse, claim the rest (publishing order)."""
