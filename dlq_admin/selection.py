@@ -87,9 +87,25 @@ async def replayable_batches(
     page: int = PAGE,
     truth_skips: BulkReplayCheck | None = None,
 ) -> AsyncIterator[list[Entry]]:
-    """Batches of parked entries whose payment is not final nor ``unknown``; the rest goes to
-    ``skipped``. One ``payment_statuses`` query per batch of ``page`` candidates; then
-    ``truth_skips`` (outcome truth: past the idempotency window) names more to skip."""
+    """Batches of parked entries of ``selection`` whose payment is not final nor ``unknown``
+    (``checked_batches``); the rest goes to ``skipped``."""
+    pairs = candidates(store, selection, page)
+    async for batch in checked_batches(store, pairs, state, selection.dry_run, page, truth_skips):
+        yield batch
+
+
+async def checked_batches(
+    store: BrowseStore,
+    pairs: AsyncIterator[tuple[str, Entry | None]],
+    state: BulkState,
+    dry_run: bool,
+    page: int = PAGE,
+    truth_skips: BulkReplayCheck | None = None,
+) -> AsyncIterator[list[Entry]]:
+    """Batches of the parked entries among ``pairs`` whose payment is not final nor
+    ``unknown``; the rest goes to ``skipped``. One ``payment_statuses`` query per batch of
+    ``page`` candidates; then ``truth_skips`` (outcome truth: past the idempotency window)
+    names more to skip."""
     batch: list[tuple[str, Entry | None]] = []
 
     async def flush() -> list[Entry]:
@@ -112,12 +128,12 @@ async def replayable_batches(
         batch.clear()
         if ready and truth_skips is not None:
             pairs = [(e.id, e.payment_id) for e in ready if e.payment_id]
-            skips = await truth_skips(pairs, selection.dry_run)
+            skips = await truth_skips(pairs, dry_run)
             state.skipped.extend(Skipped(id=i, why=w) for i, w in skips.items())
             ready = [e for e in ready if e.id not in skips]
         return ready
 
-    async for pair in candidates(store, selection, page):
+    async for pair in pairs:
         batch.append(pair)
         if len(batch) >= page:
             yield await flush()

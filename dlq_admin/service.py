@@ -35,6 +35,7 @@ from dlq_admin.bulk_replay import BulkReplay
 from dlq_admin.discard import Discard
 from dlq_admin.ingest import Ingest
 from dlq_admin.jobs.ports import JobStore
+from dlq_admin.jobs.preview import ReplayPreview
 from dlq_admin.jobs.retention import Retention
 from dlq_admin.jobs.service import ReplayJobs
 from dlq_admin.paging import TokenBucket
@@ -48,12 +49,11 @@ from dlq_admin.replay import Replay
 from dlq_admin.validation import validate_edit
 from schemas.dlq import (
     BulkReplayResult,
-    BulkSelection,
     DlqEntrySummary,
     DlqStats,
     RetentionStats,
 )
-from schemas.replay_jobs import ReplayJobCreate, ReplayJobView
+from schemas.replay_jobs import ReplayJobCreate, ReplayJobView, ReplaySelection
 from schemas.tables import utcnow
 
 __all__ = ["Actor", "DlqAdmin", "validate_edit"]
@@ -105,6 +105,8 @@ class DlqAdmin:
         self.bulk_replayer = BulkReplay(
             store, self.replayer, self.audit_log, chunk=bulk_chunk, concurrency=bulk_concurrency
         )
+        self.previewer = ReplayPreview(store, self.audit_log)
+        """The dry run of ``POST /dlq/replay``: what a job over a selection would replay."""
         self.discarder = Discard(store, self.audit_log)
         self.job_store = job_store
         self.jobs = ReplayJobs(
@@ -168,15 +170,14 @@ class DlqAdmin:
     # ---- replay and discard (audited by the capabilities) -------------------------------
 
     async def replay_selection(
-        self, actor: Actor, selection: BulkSelection
+        self, actor: Actor, selection: ReplaySelection
     ) -> BulkReplayResult | ReplayJobView:
-        """``POST /dlq/replay``: a dry run answers what would be replayed (and what skipped,
-        why); otherwise a replay job over the selection (frozen now) is created."""
+        """``POST /dlq/replay``: a dry run answers what a job over the selection would replay
+        (and what it would skip, why); otherwise a replay job over the selection (frozen now)
+        is created."""
         if selection.dry_run:
-            return await self.bulk_replayer.bulk_replay(actor, selection)
-        request = ReplayJobCreate(
-            ids=selection.ids, reason=selection.reason, group=selection.group, limit=selection.limit
-        )
+            return await self.previewer.preview(actor, selection)
+        request = ReplayJobCreate.model_validate(selection.model_dump(exclude={"dry_run"}))
         job = await self.jobs.create(actor, request)
         assert isinstance(job, ReplayJobView)
         return job

@@ -54,6 +54,7 @@ async def wire_outcome_truth(
     replay_truth = ReplayTruth(store, gateway, events, settings.gateway_idempotency_ttl)
     service.replayer.truth_check = replay_truth.check
     service.bulk_replayer.truth_skips = replay_truth.bulk_skips
+    service.previewer.truth_skips = replay_truth.bulk_skips
     service.browser.unknown_counts = store.unknown_counts
     if run_reconciler:
         stop = asyncio.Event()

@@ -66,6 +66,13 @@ class JobSelection(BaseModel):
         return self
 
 
+class ReplaySelection(JobSelection):
+    """``POST /dlq/replay``: a job's selection; ``dry_run`` lists what would be replayed (and
+    what would be skipped, why) instead of creating the job."""
+
+    dry_run: bool = False
+
+
 class ReplayJobCreate(JobSelection):
     """``POST /dlq/replay-jobs``: a selection plus pacing and an optional canary."""
 

@@ -1,5 +1,6 @@
 """``payproc dlq replay``, ``discard`` and ``audit``: one entry by id, or a bulk selection
-(ids, ``--reason`` or ``--group``, with ``--limit`` and ``--dry-run``). A bulk replay creates
+(ids, ``--reason`` or ``--group``, with ``--limit`` and ``--dry-run``; a replay also by
+``--merchant-id``, ``--status``, ``--since`` and ``--until``). A bulk replay creates
 a replay job (``dlq_admin.cli.jobs``; ``--rate``, ``--ramp``, ``--canary``, ``--follow``)."""
 
 from __future__ import annotations
@@ -15,21 +16,28 @@ from dlq_admin.errors import CliError
 
 
 def _selection(ns: argparse.Namespace) -> dict[str, Any] | None:
-    """The bulk selection of replay/discard, or None for a single-id call."""
+    """The bulk selection of replay/discard, or None for a single-id call. A replay also
+    takes ``--merchant-id``, ``--status``, ``--since`` and ``--until``, alone or combined."""
+    filters = {
+        name: getattr(ns, name, None) for name in ("merchant_id", "status", "since", "until")
+    }
+    filters = {name: value for name, value in filters.items() if value is not None}
     chosen = [bool(ns.ids), ns.reason is not None, ns.group is not None]
-    if sum(chosen) != 1:
+    if filters:
+        if not any(chosen) and set(filters) == {"status"}:
+            raise CliError("--status narrows a selection: add ids, --reason, --group, ...", 2)
+    elif sum(chosen) != 1:
         raise CliError("give entry ids, or --reason, or --group (exactly one of them)", 2)
-    if len(ns.ids) == 1 and not ns.dry_run and ns.limit is None:
+    if len(ns.ids) == 1 and not filters and not ns.dry_run and ns.limit is None:
         return None
-    selection: dict[str, Any] = {"dry_run": ns.dry_run}
+    selection: dict[str, Any] = {"dry_run": ns.dry_run, **filters}
     if ns.ids:
         selection["ids"] = ns.ids
-    elif ns.reason is not None:
+    if ns.reason is not None:
         selection["reason"] = ns.reason
-    else:
+    if ns.group is not None:
         selection["group"] = ns.group
-    if ns.limit is not None:
-        selection["limit"] = ns.limit
+    selection["limit"] = ns.limit if ns.limit is not None else 100
     return selection
 
 

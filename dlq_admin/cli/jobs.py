@@ -14,6 +14,7 @@ from typing import Any
 
 from dlq_admin.cli.http import call, emit, err_console, out_console, short_time
 from dlq_admin.errors import CliError
+from schemas.dlq import EntryStatus
 
 POLL = 0.5
 """Seconds between two polls of ``--follow``."""
@@ -167,7 +168,17 @@ def add_job_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def add_replay_options(p: argparse.ArgumentParser) -> None:
-    """The job options of a bulk ``payproc dlq replay``."""
+    """The selection filters and job options of a bulk ``payproc dlq replay``."""
+    p.add_argument("--merchant-id", dest="merchant_id", help="entries of this merchant")
+    p.add_argument(
+        "--status",
+        choices=[s.value for s in EntryStatus],
+        help="entries in this status (default parked; with ids, reason, group, ...)",
+    )
+    p.add_argument(
+        "--since", help="parked at or after this time (ISO 8601, e.g. 2026-05-01T10:00Z)"
+    )
+    p.add_argument("--until", help="parked before this time (ISO 8601)")
     p.add_argument("--rate", type=float, help="entries per second (default: the admin's rate)")
     p.add_argument("--ramp", help="sizes of the first batches, one per second, e.g. 1,2,5,20")
     p.add_argument("--canary", type=int, help="publish this many first, pause if they fail")

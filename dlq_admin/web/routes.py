@@ -32,7 +32,7 @@ from schemas.dlq import (
     ReplayResult,
 )
 from schemas.outcome import ParkReason
-from schemas.replay_jobs import ReplayJobView
+from schemas.replay_jobs import ReplayJobView, ReplaySelection
 
 ERROR_TEXT: Mapping[int, str] = {
     401: "missing or invalid bearer token",
@@ -197,11 +197,12 @@ async def replay(
         202: {"model": ReplayJobView, "description": "a replay job was created"},
         **error_responses(401, 403, 422, 503),
     },
-    summary="Replay many entries by ids, reason or group: creates a replay job (202); "
+    summary="Replay a selection (ids, reason, group, merchant, status, time window): "
+    "creates a replay job (202); "
     "dry_run answers 200 with what would be replayed",
 )
 async def bulk_replay(
-    service: Service, actor: Operator, selection: Annotated[BulkSelection, Body()]
+    service: Service, actor: Operator, selection: Annotated[ReplaySelection, Body()]
 ) -> Any:
     result = await service.replay_selection(actor, selection)
     if isinstance(result, ReplayJobView):

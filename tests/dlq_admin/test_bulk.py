@@ -177,15 +177,17 @@ async def test_bulk_replay_and_discard_by_group(
     assert [g["count"] for g in (await admin.get("/dlq/groups"))["items"]] == [1]
 
 
-async def test_bulk_selection_must_name_exactly_one_target(admin: Admin) -> None:
-    """No selector, two selectors, an empty id list or a bad limit are a 422 with a message."""
+async def test_bulk_selection_must_select_something_valid(admin: Admin) -> None:
+    """No criterion (a status alone narrows nothing), an empty id list, a bad limit, an
+    unknown reason, a window that ends before it starts or an unknown field are a 422."""
     for selection in (
         {},
-        {"ids": ["a"], "reason": "poison"},
+        {"status": "parked"},
         {"ids": []},
         {"reason": "poison", "limit": 0},
-        {"reason": "poison", "limit": 10_001},
+        {"reason": "poison", "limit": 1_000_001},
         {"reason": "sad"},
+        {"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
         {"group": "x", "surprise": True},
     ):
         response = await admin.client.post("/dlq/replay", json=selection, headers=OPERATOR)
@@ -326,12 +328,13 @@ async def test_chunk_boundaries_keep_the_limit_the_order_and_the_skips(
     assert discarded.status_code == 200
     eligible = [i for n, i in enumerate(ids) if n not in (2, 5)]
 
+    # A job's limit counts the entries it freezes (parked ones, oldest first); the one whose
+    # payment is final is frozen too, and skipped. The dry run says so.
     dry = await _bulk(admin, reason="gateway_rejected", limit=8, dry_run=True)
-    assert dry["ids"] == eligible[:8]
+    assert dry["ids"] == eligible[:7]
+    assert dry["skipped"] == [{"id": ids[2], "why": "payment_succeeded"}]
     assert await queue_depth(connection, admin.names.requests) == 0
 
-    # A job's limit counts the entries it freezes (parked ones, oldest first); the one whose
-    # payment is final is frozen too, and skipped.
     run = await _replay_job(admin, reason="gateway_rejected", limit=8)
     assert (run["total"], run["published"], run["skipped_by"]) == (
         8,

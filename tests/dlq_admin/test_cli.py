@@ -202,6 +202,11 @@ async def test_cli_lists_shows_groups_replays_and_discards_against_a_real_server
 
     dry = await cli.json("replay", "--group", "gateway_rejected|amount_invalid|422|-", "--dry-run")
     assert dry["would_replay"] == 2
+    window = ("--since", "2000-01-01T00:00:00Z", "--until", "2999-01-01T00:00:00Z")
+    dry = await cli.json("replay", "--merchant-id", "m_cli", *window, "--dry-run")
+    assert set(dry["ids"]) == {one, two}
+    dry = await cli.json("replay", "--merchant-id", "m_other", "--dry-run")
+    assert (dry["would_replay"], dry["ids"]) == (0, [])
 
     bad = json.dumps({**first, "amount": -1})
     code, _, err = await cli.cli("replay", one, "--payload", bad)

@@ -4,6 +4,7 @@ which order, and how operators control it."""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 
 from aio_pika.abc import AbstractRobustConnection
 
@@ -181,6 +182,47 @@ async def test_bulk_replay_creates_a_job(
     await wait_job(admin, job["id"], lambda j: j["published"] == 3)
     page = (await admin.get("/dlq/replay-jobs"))["items"]
     assert [j["id"] for j in page] == [job["id"]]
+    assert await queue_depth(connection, admin.names.requests) == 3
+
+
+async def test_bulk_replay_by_merchant_and_time_window_creates_a_job_of_exactly_those(
+    admin: Admin, connection: AbstractRobustConnection
+) -> None:
+    """``POST /dlq/replay`` takes a job's selection: a merchant and a time window (plus the
+    default ``parked`` status) select exactly the matching entries, in the dry run (200) and
+    in the job it creates (202); the other merchant's entries in the window and the
+    merchant's entries outside it stay parked."""
+    await park_for_merchants(connection, admin.names, {"m_a": 3, "m_b": 3})
+    await admin.wait_handled(6)
+    await park_for_merchants(connection, admin.names, {"m_b": 3, "m_a": 3})
+    await admin.wait_handled(12)
+    entries = await admin.entries(limit=100)
+    times = {e["id"]: datetime.fromisoformat(e["dead_lettered_at"]) for e in entries}
+    of_a = sorted((e for e in entries if e["merchant_id"] == "m_a"), key=lambda e: times[e["id"]])
+    since, until = times[of_a[1]["id"]], times[of_a[5]["id"]]
+    in_window = {i for i, t in times.items() if since <= t < until}
+    discarded = of_a[2]["id"]
+    gone = await admin.client.delete(f"/dlq/messages/{discarded}", headers=OPERATOR)
+    assert gone.status_code == 200, gone.text
+    expected = {e["id"] for e in of_a[1:5]} - {discarded}
+    assert len(expected) == 3
+    assert in_window - {e["id"] for e in of_a}, "the window holds m_b entries too"
+    selection = {"merchant_id": "m_a", "since": since.isoformat(), "until": until.isoformat()}
+
+    dry = await admin.client.post(
+        "/dlq/replay", json={**selection, "dry_run": True}, headers=OPERATOR
+    )
+    assert dry.status_code == 200, dry.text
+    assert (dry.json()["would_replay"], set(dry.json()["ids"])) == (3, expected)
+    assert await queue_depth(connection, admin.names.requests) == 0
+
+    response = await admin.client.post("/dlq/replay", json=selection, headers=OPERATOR)
+    assert response.status_code == 202, response.text
+    assert response.json()["total"] == 3
+    job = await wait_job(admin, response.json()["id"], lambda j: j["waiting"] == 0)
+    assert (job["published"], job["skipped"]) == (3, 0)
+    assert {e["id"] for e in await admin.entries(status="replayed")} == expected
+    assert len(await admin.entries(status="parked")) == 12 - 3 - 1
     assert await queue_depth(connection, admin.names.requests) == 3
 
 

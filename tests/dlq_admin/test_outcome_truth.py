@@ -93,6 +93,14 @@ async def test_unknown_payments_are_refused_replay_then_settled_once_lookups_wor
     refused = await admin.client.post(f"/dlq/messages/{entry['id']}/replay", headers=OPERATOR)
     assert refused.status_code == 409, refused.text
     assert refused.json()["code"] == "payment_unknown"
+    dry = await admin.client.post(
+        "/dlq/replay", json={"ids": [entry["id"]], "dry_run": True}, headers=OPERATOR
+    )
+    assert dry.status_code == 200, dry.text
+    assert (dry.json()["would_replay"], dry.json()["skipped"]) == (
+        0,
+        [{"id": entry["id"], "why": "payment_unknown"}],
+    )
     bulk = await admin.client.post(
         "/dlq/replay", json={"reason": "outcome_unknown"}, headers=OPERATOR
     )
