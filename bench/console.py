@@ -27,7 +27,7 @@ import time
 import httpx
 
 from bench.admin import TOKEN, _percentiles, _sync_url, insert_entries
-from bench.common import AMQP_URL, BenchError, Proc, log, python, short_id
+from bench.common import AMQP_URL, BenchError, Proc, connect, log, python, short_id
 from bench.database import Database
 from bench.results import (
     CONSOLE_TARGET_P95_MS,
@@ -165,6 +165,18 @@ async def measure(db_kind: str, entries: int, requests: int) -> ConsoleFigures:
         if server is not None:
             server.stop()
         db.drop()
+        await _delete_topology(namespace)
+
+
+async def _delete_topology(namespace: str) -> None:
+    """Delete what the admin declared for this namespace (its DLQ, exchanges)."""
+    from bench.payproc_runs import cleanup_namespace
+
+    connection = await connect()
+    try:
+        await cleanup_namespace(connection, namespace, "1")
+    finally:
+        await connection.close()
 
 
 def _payment_in(listing: str) -> str:
