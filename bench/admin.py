@@ -26,6 +26,8 @@ import re
 import statistics
 import time
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -222,14 +224,30 @@ async def _published(client: httpx.AsyncClient, job_id: str, deadline: float) ->
         await asyncio.sleep(0.01)
 
 
-async def measure(db_kind: str, entries: int, requests: int, replay: int) -> AdminFigures:
+@dataclass
+class AdminUnderTest:
+    """A real ``payproc admin`` over a fresh database holding ``entries`` parked entries, its
+    namespace's topology declared (replays need ``N.requests``: no worker runs)."""
+
+    namespace: str
+    connection: Any
+    client: httpx.AsyncClient
+    insert_rate: float
+
+
+@contextlib.asynccontextmanager
+async def admin_under_test(
+    db_kind: str, label: str, entries: int, request_timeout: float
+) -> AsyncIterator[AdminUnderTest]:
+    """Start an admin (API only, no ingest) over ``entries`` bulk-inserted entries; stop it,
+    delete its topology and drop its database afterwards."""
     from bench.payproc_runs import migrate
     from retry.names import Names
     from retry.policy import parse_delays
     from retry.topology import declare_topology, delete_topology
 
-    namespace = f"bench-admin-{short_id()}"
-    db = Database(db_kind, "admin")
+    namespace = f"bench-{label}-{short_id()}"
+    db = Database(db_kind, label)
     connection = await connect()
     server: Proc | None = None
     delays = parse_delays("1,5,30,120,600")
@@ -244,10 +262,9 @@ async def measure(db_kind: str, entries: int, requests: int, replay: int) -> Adm
             "PAYPROC_LOG_LEVEL": "INFO",
         }
         await migrate(env)
-        # Replays go to N / payment.request: the request queue must exist (no worker runs).
         await declare_topology(connection, Names(namespace), delays, 10)
         insert_rate = await asyncio.to_thread(insert_entries, db, namespace, entries)
-        log(f"admin ({db_kind}): {entries} entries inserted at {insert_rate:,.0f} rows/s")
+        log(f"{label} ({db_kind}): {entries} entries inserted at {insert_rate:,.0f} rows/s")
         server = Proc(
             "admin",
             python("-m", "processor", "admin", "--bind", "127.0.0.1:0", "--no-ingest"),
@@ -255,35 +272,50 @@ async def measure(db_kind: str, entries: int, requests: int, replay: int) -> Adm
         )
         url = await server.wait_for_line(_LISTENING, within=60)
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
-            await _timed_gets(client, "/dlq/messages", {}, 10)  # warm-up
-            first = await _timed_gets(client, "/dlq/messages", {}, requests)
-            filtered = await _timed_gets(
-                client, "/dlq/messages", {"reason": "gateway_rejected"}, requests
-            )
-            merchant = await _timed_gets(
-                client, "/dlq/messages", {"merchant_id": "m_7", "status": "parked"}, requests
-            )
-            deep = await _deep_pages(client, min(requests, 100))
-            stats_call = await _timed_gets(client, "/dlq/stats", {}, max(requests // 10, 5))
-            started = time.perf_counter()
-            response = await client.post(
-                "/dlq/replay",
-                json={"reason": "retries_exhausted", "limit": replay},
-                timeout=300,
-            )
-            if response.status_code != 202:
-                raise BenchError(
-                    f"bulk replay answered {response.status_code}: {response.text[:300]}"
-                )
-            job = await _published(client, response.json()["id"], started + 300)
-            replay_seconds = time.perf_counter() - started
+        async with httpx.AsyncClient(
+            base_url=url, headers=headers, timeout=request_timeout
+        ) as client:
+            yield AdminUnderTest(namespace, connection, client, insert_rate)
+    finally:
+        if server is not None:
+            server.stop()
+        with contextlib.suppress(Exception):
+            await delete_topology(connection, Names(namespace), delays)
+        await connection.close()
+        db.drop()
+
+
+async def measure(db_kind: str, entries: int, requests: int, replay: int) -> AdminFigures:
+    from retry.names import Names
+
+    async with admin_under_test(db_kind, "admin", entries, request_timeout=30) as admin:
+        client = admin.client
+        await _timed_gets(client, "/dlq/messages", {}, 10)  # warm-up
+        first = await _timed_gets(client, "/dlq/messages", {}, requests)
+        filtered = await _timed_gets(
+            client, "/dlq/messages", {"reason": "gateway_rejected"}, requests
+        )
+        merchant = await _timed_gets(
+            client, "/dlq/messages", {"merchant_id": "m_7", "status": "parked"}, requests
+        )
+        deep = await _deep_pages(client, min(requests, 100))
+        stats_call = await _timed_gets(client, "/dlq/stats", {}, max(requests // 10, 5))
+        started = time.perf_counter()
+        response = await client.post(
+            "/dlq/replay",
+            json={"reason": "retries_exhausted", "limit": replay},
+            timeout=300,
+        )
+        if response.status_code != 202:
+            raise BenchError(f"bulk replay answered {response.status_code}: {response.text[:300]}")
+        job = await _published(client, response.json()["id"], started + 300)
+        replay_seconds = time.perf_counter() - started
         replayed = int(job["published"])
-        depth, _ = await queue_depth(connection, Names(namespace).requests)
+        depth, _ = await queue_depth(admin.connection, Names(admin.namespace).requests)
         return AdminFigures(
             db=db_kind,
             entries=entries,
-            insert_rate=round(insert_rate),
+            insert_rate=round(admin.insert_rate),
             list=first,
             list_filtered=filtered,
             list_merchant=merchant,
@@ -297,13 +329,6 @@ async def measure(db_kind: str, entries: int, requests: int, replay: int) -> Adm
             bulk_concurrency=bulk_concurrency(),
             bulk_chunk=bulk_chunk(),
         )
-    finally:
-        if server is not None:
-            server.stop()
-        with contextlib.suppress(Exception):
-            await delete_topology(connection, Names(namespace), delays)
-        await connection.close()
-        db.drop()
 
 
 async def run(

@@ -21,15 +21,13 @@ at "nothing waits any more".
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Any
 
 import httpx
 
-from bench.admin import _LISTENING, TOKEN, _percentiles, available, insert_entries
-from bench.common import AMQP_URL, BenchError, Proc, connect, log, python, queue_depth, short_id
-from bench.database import Database
+from bench.admin import _percentiles, admin_under_test, available
+from bench.common import BenchError, log, queue_depth
 from bench.results import Latencies, ReplayJobFigures, ReplayJobsFailed
 
 
@@ -78,44 +76,17 @@ async def _timed_while_running(
 
 
 async def measure(db_kind: str, entries: int, paced: int, paced_rate: float) -> ReplayJobFigures:
-    from bench.payproc_runs import migrate
     from retry.names import Names
-    from retry.policy import parse_delays
-    from retry.topology import declare_topology, delete_topology
 
-    namespace = f"bench-jobs-{short_id()}"
-    db = Database(db_kind, "jobs")
-    connection = await connect()
-    server: Proc | None = None
-    delays = parse_delays("1,5,30,120,600")
-    try:
-        env = {
-            "PAYPROC_AMQP_URL": AMQP_URL,
-            "PAYPROC_NAMESPACE": namespace,
-            "PAYPROC_DATABASE_URL": db.url,
-            "PAYPROC_ADMIN_TOKEN": TOKEN,
-            "PAYPROC_ADMIN_REPLAY_RATE": "100000",
-            "PAYPROC_METRICS_BIND": "off",
-            "PAYPROC_LOG_LEVEL": "INFO",
-        }
-        await migrate(env)
-        await declare_topology(connection, Names(namespace), delays, 10)
-        await asyncio.to_thread(insert_entries, db, namespace, entries)
-        server = Proc(
-            "admin",
-            python("-m", "processor", "admin", "--bind", "127.0.0.1:0", "--no-ingest"),
-            env,
+    async with admin_under_test(db_kind, "jobs", entries, request_timeout=60) as admin:
+        client = admin.client
+        job = await _create(
+            client, {"reason": "gateway_rejected", "limit": paced, "rate": paced_rate}
         )
-        url = await server.wait_for_line(_LISTENING, within=60)
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
-            job = await _create(
-                client, {"reason": "gateway_rejected", "limit": paced, "rate": paced_rate}
-            )
-            paced_job = await _until_published(client, job["id"], 10 * paced / paced_rate + 60)
-            big = await _create(client, {"status": "parked", "since": "2000-01-01T00:00:00Z"})
-            lists, views, done = await _timed_while_running(client, big["id"])
-        depth, _ = await queue_depth(connection, Names(namespace).requests)
+        paced_job = await _until_published(client, job["id"], 10 * paced / paced_rate + 60)
+        big = await _create(client, {"status": "parked", "since": "2000-01-01T00:00:00Z"})
+        lists, views, done = await _timed_while_running(client, big["id"])
+        depth, _ = await queue_depth(admin.connection, Names(admin.namespace).requests)
         sustained = float(done["measured_rate"] or 0.0)
         return ReplayJobFigures(
             db=db_kind,
@@ -130,13 +101,6 @@ async def measure(db_kind: str, entries: int, paced: int, paced_rate: float) -> 
             job_view_while_running=views,
             queue_depth=depth,
         )
-    finally:
-        if server is not None:
-            server.stop()
-        with contextlib.suppress(Exception):
-            await delete_topology(connection, Names(namespace), delays)
-        await connection.close()
-        db.drop()
 
 
 async def run(
