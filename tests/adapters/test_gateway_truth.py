@@ -28,6 +28,7 @@ from retry.policy import (
     in_doubt,
 )
 from schemas.payment import PaymentRequest
+from tests.support.raw_server import charge_against
 
 BASE = "http://gateway.test"
 
@@ -213,15 +214,7 @@ async def test_a_server_that_drops_the_connection_mid_request_is_a_connection_er
         await reader.read(65536)
         writer.transport.abort()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client = HttpGateway(f"http://127.0.0.1:{port}", 1.0)
-    try:
-        answer = await client.charge(make_request())
-    finally:
-        await client.aclose()
-        server.close()
-        await server.wait_closed()
+    answer = await charge_against(handle, make_request())
     assert isinstance(answer, Transient)
     assert answer.kind is TransientKind.CONNECTION
     assert in_doubt(answer)

@@ -18,6 +18,7 @@ from processor.adapters.http_gateway import CONNECT_RETRIES, HttpGateway, defaul
 from processor.fake_gateway import FakeGatewayConfig, RunningGateway, start_fake_gateway
 from retry.policy import Charged, Declined, Rejected, Transient, TransientKind
 from schemas.payment import PaymentRequest
+from tests.support.raw_server import charge_against
 
 BASE = "http://gateway.test"
 PAN = "4111111111111111"
@@ -412,14 +413,6 @@ async def test_default_transport_survives_a_malformed_http_answer() -> None:
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client = HttpGateway(f"http://127.0.0.1:{port}", 1.0)
-    try:
-        answer = await client.charge(make_request())
-    finally:
-        await client.aclose()
-        server.close()
-        await server.wait_closed()
+    answer = await charge_against(handle, make_request())
     assert isinstance(answer, Transient)
     assert answer.kind is TransientKind.CONNECTION
