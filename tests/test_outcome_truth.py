@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,20 @@ async def parked_entries(admin: AdminProcess, ids: list[str]) -> dict[str, dict[
         timeout=60,
     )
     return {i["payment_id"]: i for i in items if i["payment_id"] in ids}
+
+
+IDEMPOTENCY_TTL = 0.05
+
+
+async def past_the_idempotency_window(database_url: str, ids: list[str]) -> None:
+    """Return once every payment's last gateway attempt is older than ``IDEMPOTENCY_TTL``.
+
+    Time passing is the condition itself here: on a fast run the replay could otherwise come
+    within the window of the last attempt and (rightly) skip the lookup."""
+    last = max(row.updated_at for row in [await stored(database_url, pid) for pid in ids] if row)
+    left = (last + timedelta(seconds=IDEMPOTENCY_TTL) - datetime.now(UTC)).total_seconds()
+    if left > 0:
+        await asyncio.sleep(left + 0.01)
 
 
 async def assert_succeeded_once(database_url: str, gateway: GatewayProcess, ids: list[str]) -> None:
@@ -243,11 +258,12 @@ async def test_replay_past_the_idempotency_window_looks_the_charge_up_first(
     """Past PAYPROC_GATEWAY_IDEMPOTENCY_TTL a replay asks the gateway first: lookups failing
     -> 409, nothing published; lookups working and no charge -> replayed, one charge each."""
     gateway = await stack.start_gateway(failure_rate=1.0)
-    admin = await stack.start_admin(gateway_idempotency_ttl=0.05)
+    admin = await stack.start_admin(gateway_idempotency_ttl=IDEMPOTENCY_TTL)
     stack.start_worker(**WORKER)
     ids = await submit(connection, topology, 2)
     await events.wait_for(all_have(events, ids, "payment.dead_lettered"), timeout=90)
     entries = await parked_entries(admin, ids)
+    await past_the_idempotency_window(database_url, ids)
 
     await gateway.configure(failure_rate=0.0, lookup_failure_rate=1.0)
     before = await gateway.stats()
