@@ -31,9 +31,14 @@ from processor.db import is_sqlite, make_engine, reachable
 from processor.handled import Handled
 from processor.metrics import MeteredGateway, WorkerMetrics, probe_app, serve_probes
 from processor.migrate import ensure_current
-from processor.ports import Gateway
+from processor.ports import ChargeLookup, Gateway
 from processor.protection.breaker import GatewayBreaker
-from processor.protection.guard import GatewayWatch, RateLimitedGateway, share_reporter
+from processor.protection.guard import (
+    GatewayWatch,
+    RateLimitedGateway,
+    RateLimitedLookup,
+    share_reporter,
+)
 from processor.protection.peers import PeerCounter
 from processor.protection.rate import RateLimiter
 from processor.startup import reach_broker, reach_database, report_gateway
@@ -115,8 +120,10 @@ class Worker:
             await publisher.open()
             wrap = self.options.wrap_gateway
             sender: Gateway = MeteredGateway(wrap(gateway) if wrap else gateway, self.metrics)
+            lookup: ChargeLookup = gateway
             if self.limiter is not None:
                 sender = RateLimitedGateway(sender, self.limiter, self.metrics)
+                lookup = RateLimitedLookup(gateway, self.limiter, self.metrics)
                 self._peers = PeerCounter(
                     connection, settings.namespace, share_reporter(self.limiter, self.metrics)
                 )
@@ -131,7 +138,7 @@ class Worker:
                 clock=SystemClock(),
                 lease_seconds=settings.lease_seconds,
                 gateway_down=self.watch.spares,
-                lookup=gateway,
+                lookup=lookup,
             )
             self._consumer = PaymentConsumer(
                 deps, settings.poison_threshold, on_outcome=self._on_outcome

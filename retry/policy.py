@@ -121,6 +121,10 @@ class LookupUnavailable:
     """The gateway could not say now (5xx, 429, timeout, connection error)."""
 
     error: ErrorInfo
+    rate_limited: bool = False
+    """The gateway refused the lookup with a 429: the senders must slow down, as for a charge."""
+    retry_after: float | None = None
+    """The 429's ``Retry-After`` in seconds, when it gave one."""
 
 
 LookupAnswer = LookupCharged | LookupNoCharge | LookupUnavailable

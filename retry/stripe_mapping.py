@@ -296,8 +296,9 @@ def lookup_answer(fact: StripeFact) -> LookupAnswer:
             if reason is ParkReason.GATEWAY_REJECTED and 400 <= status < 500:
                 return LookupNoCharge()
             return LookupUnavailable(error)
-        case Transient(error=error):
-            return LookupUnavailable(error)
+        case Transient(error=error, kind=kind, retry_after=retry_after):
+            limited = kind is TransientKind.RATE_LIMITED
+            return LookupUnavailable(error, limited, retry_after if limited else None)
     raise AssertionError(fact)  # pragma: no cover
 
 

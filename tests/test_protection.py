@@ -259,6 +259,32 @@ async def test_a_429_slows_the_sender_not_only_that_payment(protection) -> None:
     assert report.status["succeeded"] == 500
 
 
+async def test_lookups_of_in_doubt_charges_take_their_share_of_the_rate_limit(protection) -> None:
+    """Every charge is made and its answer lost, so each payment needs a charge and then a
+    lookup: both are gateway requests under PAYPROC_GATEWAY_RATE_LIMIT=100, and with the
+    gateway enforcing 100/s over both, under 1% are refused and every payment ends
+    ``succeeded`` (none ``unknown`` for want of a lookup the gateway refused). Every answer
+    lost looks like an outage, so the circuit is kept out of the way with a high threshold."""
+    limit = 100
+    run = protection(
+        max_attempts=1,
+        gateway_timeout=0.3,
+        extra_env={"PAYPROC_GATEWAY_RATE_LIMIT": str(limit), "PAYPROC_CIRCUIT_THRESHOLD": "10000"},
+    )
+    await run.open(rate_limit=limit, charge_then_timeout_rate=1.0, hang_seconds=1.0)
+    await run.start_worker(0)
+    await run.wait_for_log(0, "over 1 workers")
+    await run.send([run.payment() for _ in range(300)])
+    drain = await run.settle(timeout=120)
+    stats = await run.gateway_stats()
+    print(stats["requests"], stats["lookups"], stats["protection"], drain)
+    assert stats["lookups"] == 300, stats
+    assert stats["protection"]["rate_limited"] < 0.01 * (stats["requests"] + 300), stats
+    report = await run.verify(drain)
+    assert_invariants(report, run)
+    assert report.status["succeeded"] == 300
+
+
 async def test_when_failing_payments_open_the_circuit_a_healthy_one_still_gets_through(
     protection,
 ) -> None:

@@ -12,7 +12,13 @@ from typing import Any
 
 import orjson
 
-from retry.policy import LookupAnswer, LookupCharged, LookupNoCharge, LookupUnavailable
+from retry.policy import (
+    LookupAnswer,
+    LookupCharged,
+    LookupNoCharge,
+    LookupUnavailable,
+    retry_after_seconds,
+)
 from schemas.cards import redact_card_numbers
 from schemas.outcome import ErrorInfo
 
@@ -23,8 +29,17 @@ def lookup_unavailable(code: str, message: str) -> LookupUnavailable:
     return LookupUnavailable(ErrorInfo(code=code, message=redact_card_numbers(message)[:300]))
 
 
-def interpret_lookup(status: int, content: bytes) -> LookupAnswer:
-    """Turn the lookup's HTTP answer into a ``LookupAnswer`` (pure; exposed for tests)."""
+def interpret_lookup(status: int, content: bytes, retry_after: str | None = None) -> LookupAnswer:
+    """Turn the lookup's HTTP answer into a ``LookupAnswer`` (pure; exposed for tests).
+
+    A 429 is marked ``rate_limited`` (with its ``Retry-After``): lookups count against the
+    gateway's rate limit like charges, and the sender slows down for both."""
+    if status == 429:
+        return LookupUnavailable(
+            ErrorInfo(code="gateway_lookup_rate_limited", message="lookup answered 429"),
+            rate_limited=True,
+            retry_after=retry_after_seconds(retry_after),
+        )
     if status != 200:
         return lookup_unavailable("gateway_lookup_failed", f"lookup answered {status}")
     charges = _charges(content)

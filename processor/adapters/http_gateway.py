@@ -142,7 +142,9 @@ class HttpGateway:
             response = await self._send(request)
         except (httpx.HTTPError, TimeoutError) as exc:
             return lookup_unavailable("gateway_lookup_failed", _why(exc))
-        return interpret_lookup(response.status_code, response.content)
+        return interpret_lookup(
+            response.status_code, response.content, response.headers.get("retry-after")
+        )
 
 
 _FAILURE_CODES = {

@@ -4,7 +4,8 @@ It answers ``200 {"object": "list", "data": [charge…]}`` with every charge mad
 (``data: []`` when none was), as the gateway HTTP contract says. The
 ``lookup_failure_rate`` knob makes a share of lookups answer 503 instead ("cannot say now"),
 so the in-doubt path and the reconciler can be exercised (``outage`` concerns charges only);
-``GatewayState.lookups`` counts the lookups asked for.
+``GatewayState.lookups`` counts the lookups asked for. Lookups share the ``rate_limit`` bucket
+with charges, as a real gateway's limit covers every request.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from processor.fake_gateway.answers import error, invalid
+from processor.fake_gateway.answers import RATE_LIMITED, error, invalid
 from processor.fake_gateway.charge import respond
 from processor.fake_gateway.state import STATE_KEY
 from processor.fake_server import JSON, json_response
@@ -43,6 +44,11 @@ async def handle_lookup(request: web.Request) -> web.StreamResponse:
     """``GET /v1/charges``: the charges made with ``idempotency_key``, or a 503 fault."""
     state = request.app[STATE_KEY]
     state.lookups += 1
+    # A lookup is a request like any other to the gateway's own rate limiter (Stripe counts
+    # reads and writes against one limit).
+    wait = state.faults.admit(state.config.rate_limit, state.config.rate_limit_burst)
+    if wait is not None:
+        return respond(state, RATE_LIMITED, f"{max(wait, 0.001):.3f}")
     if state.draw(state.config.lookup_failure_rate):
         return respond(state, LOOKUP_UNAVAILABLE)
     key = request.query.get("idempotency_key", "")

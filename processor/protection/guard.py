@@ -13,10 +13,16 @@ import logging
 from collections.abc import Callable
 
 from processor.metrics import WorkerMetrics
-from processor.ports import Gateway
+from processor.ports import ChargeLookup, Gateway
 from processor.protection.breaker import CircuitState, GatewayBreaker
 from processor.protection.rate import RateLimiter
-from retry.policy import GatewayAnswer, Transient, TransientKind
+from retry.policy import (
+    GatewayAnswer,
+    LookupAnswer,
+    LookupUnavailable,
+    Transient,
+    TransientKind,
+)
 from schemas.payment import PaymentRequest
 
 log = logging.getLogger("payproc.worker")
@@ -135,6 +141,24 @@ class RateLimitedGateway:
         await self._limiter.acquire()
         answer = await self._inner.charge(request, traceparent)
         if isinstance(answer, Transient) and answer.kind is TransientKind.RATE_LIMITED:
+            self._limiter.rate_limited(answer.retry_after)
+            self._metrics.gateway_rate.set(self._limiter.core.rate)
+        return answer
+
+
+class RateLimitedLookup:
+    """Charge-lookup decorator: a lookup is a gateway request too, so it takes a slot of the
+    same limiter as the charges, and a 429 on it slows every sender of this worker."""
+
+    def __init__(self, inner: ChargeLookup, limiter: RateLimiter, metrics: WorkerMetrics) -> None:
+        self._inner = inner
+        self._limiter = limiter
+        self._metrics = metrics
+
+    async def lookup(self, payment_id: str) -> LookupAnswer:
+        await self._limiter.acquire()
+        answer = await self._inner.lookup(payment_id)
+        if isinstance(answer, LookupUnavailable) and answer.rate_limited:
             self._limiter.rate_limited(answer.retry_after)
             self._metrics.gateway_rate.set(self._limiter.core.rate)
         return answer

@@ -151,6 +151,16 @@ def test_lookup_answers_are_read_strictly(status: int, body: bytes, expected: ty
     assert isinstance(interpret_lookup(status, body), expected)
 
 
+def test_a_429_on_a_lookup_is_marked_rate_limited_with_its_retry_after() -> None:
+    """The worker's rate limiter slows down on a refused lookup as on a refused charge."""
+    limited = interpret_lookup(429, b"{}", "1.5")
+    assert isinstance(limited, LookupUnavailable)
+    assert (limited.rate_limited, limited.retry_after) == (True, 1.5)
+    down = interpret_lookup(503, b"{}", "1.5")
+    assert isinstance(down, LookupUnavailable)
+    assert not down.rate_limited
+
+
 @pytest.mark.parametrize(
     "exc", [httpx.ReadTimeout("slow"), httpx.ConnectError("refused"), httpx.ReadError("reset")]
 )

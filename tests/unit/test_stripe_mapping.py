@@ -259,3 +259,14 @@ def test_the_readme_documents_every_row_of_the_table() -> None:
         assert any(
             f"`{row.name}`" in line and row.when in line and row.outcome in line for line in lines
         ), f"README lacks the mapping row {row.name!r}"
+
+
+def test_a_rate_limited_lookup_tells_the_sender_to_slow_down() -> None:
+    """A 429 on the lookup's re-send is "cannot say now" *and* a signal for the rate limiter,
+    with Stripe's Retry-After; other failures to answer are not rate limits."""
+    limited = lookup_answer(StripeFailure("RateLimitError", 429, retry_after=2.0))
+    assert isinstance(limited, LookupUnavailable)
+    assert (limited.rate_limited, limited.retry_after) == (True, 2.0)
+    down = lookup_answer(StripeFailure("APIError", 500))
+    assert isinstance(down, LookupUnavailable)
+    assert (down.rate_limited, down.retry_after) == (False, None)
