@@ -33,7 +33,17 @@ from typing import Any
 
 import httpx
 
-from bench.common import AMQP_URL, BenchError, Proc, connect, log, python, queue_depth, short_id
+from bench.common import (
+    AMQP_URL,
+    BenchError,
+    Proc,
+    connect,
+    each_database,
+    log,
+    python,
+    queue_depth,
+    short_id,
+)
 from bench.database import Database
 from bench.results import AdminFailed, AdminFigures, AdminResults, Latencies
 
@@ -339,11 +349,7 @@ async def run(
     if why is not None:
         log(f"admin: not available: {why}")
         return AdminResults(available=False, reason=why)
-    results = AdminResults(available=True)
-    for db_kind in dbs:
-        try:
-            results.by_db[db_kind] = await measure(db_kind, entries, requests, replay)
-        except Exception as exc:
-            log(f"admin ({db_kind}) failed: {type(exc).__name__}: {exc}")
-            results.by_db[db_kind] = AdminFailed(db_kind, f"{type(exc).__name__}: {str(exc)[:400]}")
-    return results
+    by_db = await each_database(
+        "admin", dbs, lambda db: measure(db, entries, requests, replay), AdminFailed
+    )
+    return AdminResults(available=True, by_db=by_db)

@@ -26,9 +26,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -43,6 +43,8 @@ PEER_FINAL = ("succeeded", "declined")
 # The payproc shapes of the gateway-latency scenario, as (workers, prefetch per worker): one
 # worker shows how far a single process hides the latency; two match the peers' 2 processes.
 LATENCY_SHAPES = ((1, 100), (1, 300), (2, 100), (2, 300))
+FiguresT = TypeVar("FiguresT")
+FailedT = TypeVar("FailedT")
 
 
 def latency_key(workers: int, prefetch: int) -> str:
@@ -66,6 +68,25 @@ def short_id() -> str:
 def log(message: str) -> None:
     """Progress goes to stderr so that stdout carries only the table."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+async def each_database(
+    scenario: str,
+    dbs: Iterable[str],
+    measure: Callable[[str], Awaitable[FiguresT]],
+    failed: Callable[[str, str], FailedT],
+) -> dict[str, FiguresT | FailedT]:
+    """``measure`` on every database in ``dbs`` in turn. A database whose measurement raises
+    is kept as ``failed(db, "<exception type>: <message>")`` and logged, so one broken database
+    does not cost the scenario the other databases' figures."""
+    found: dict[str, FiguresT | FailedT] = {}
+    for db in dbs:
+        try:
+            found[db] = await measure(db)
+        except Exception as exc:
+            log(f"{scenario} ({db}) failed: {type(exc).__name__}: {exc}")
+            found[db] = failed(db, f"{type(exc).__name__}: {str(exc)[:400]}")
+    return found
 
 
 # ---- child processes ------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import time
 import httpx
 
 from bench.admin import TOKEN, _percentiles, _sync_url, insert_entries
-from bench.common import AMQP_URL, BenchError, Proc, connect, log, python, short_id
+from bench.common import AMQP_URL, BenchError, Proc, connect, each_database, log, python, short_id
 from bench.database import Database
 from bench.results import (
     CONSOLE_TARGET_P95_MS,
@@ -192,14 +192,10 @@ async def run(
     if why is not None:
         log(f"console: not available: {why}")
         return ConsoleResults(available=False, reason=why)
-    results = ConsoleResults(available=True)
-    for db_kind in dbs:
-        try:
-            results.by_db[db_kind] = await measure(db_kind, entries, requests)
-        except Exception as exc:
-            log(f"console ({db_kind}) failed: {type(exc).__name__}: {exc}")
-            results.by_db[db_kind] = AdminFailed(db_kind, f"{type(exc).__name__}: {str(exc)[:400]}")
-    return results
+    by_db = await each_database(
+        "console", dbs, lambda db: measure(db, entries, requests), AdminFailed
+    )
+    return ConsoleResults(available=True, by_db=by_db)
 
 
 def table(results: ConsoleResults) -> str:

@@ -31,14 +31,14 @@ from bench.common import (
     Gateway,
     Proc,
     connect,
-    log,
     python,
     queue_depth,
     short_id,
     wait_consumers,
 )
-from bench.database import Database, wait_drained
-from bench.figures import DrainChecks, Run
+from bench.database import Database
+from bench.drain import measure_drain
+from bench.figures import Run
 
 DEFAULT_DELAYS = "1,5,30,120,600"
 
@@ -173,45 +173,28 @@ async def drain(config: PayprocConfig, inspect: Inspect | None = None) -> Run:
             publish_rate = await publish_paced(
                 connection, namespace, config.count, config.seed, config.paced_rate
             )
-        await wait_drained(
-            db,
-            "payments",
-            PAYPROC_FINAL,
-            config.count,
-            within=max(120.0, config.count / 100),
-            procs=workers,
-            progress=lambda n: log(f"{label}: {n}/{config.count} final"),
-        )
-        usage = cpu.stop()
-        await sampler.stop()
-        start, end = db.window("created_at")
-        statuses = db.status_counts()
-        stats = gateway.stats()
-        depth, _ = await queue_depth(connection, f"{namespace}.requests")
-        run = Run(
+        run = await measure_drain(
             label=label,
             count=config.count,
-            seconds=end - start,
-            rss_mb=round(sampler.peak_mb, 1),
-            cpu=usage,
-            checks=DrainChecks(
-                double_charged=len(stats["double_charged"]),
-                charges=stats["charges"],
-                gateway_requests=stats["requests"],
-                statuses=statuses,
-                queue_left=depth,
-            ),
-            publish_rate=round(publish_rate),
-            goodput=round(statuses.get("succeeded", 0) / (end - start), 1),
-            steady_rate=round(db.steady_rate(["succeeded"])),
+            db=db,
+            final=PAYPROC_FINAL,
+            window_start="created_at",
+            within=max(120.0, config.count / 100),
+            procs=workers,
+            connection=connection,
+            queue=f"{namespace}.requests",
+            gateway=gateway,
+            cpu=cpu,
+            sampler=sampler,
+            publish_rate=publish_rate,
+            all_succeed=config.failure_rate == 0,
         )
-        if stats["double_charged"]:
-            raise BenchError(f"double charges: {len(stats['double_charged'])}")
-        if config.failure_rate == 0 and statuses.get("succeeded", 0) != config.count:
-            raise BenchError(f"not every payment succeeded: {statuses}")
-        if stats["charges"] != statuses.get("succeeded", 0):
+        succeeded = run.checks.statuses.get("succeeded", 0)
+        run.goodput = round(succeeded / run.seconds, 1)
+        if run.checks.charges != succeeded:
             raise BenchError(
-                f"gateway charged {stats['charges']} but {statuses.get('succeeded')} succeeded"
+                f"gateway charged {run.checks.charges} but "
+                f"{run.checks.statuses.get('succeeded')} succeeded"
             )
         run.circuit_opens = sum(w.log.read_text(errors="replace").count("-> open") for w in workers)
         if inspect is not None:

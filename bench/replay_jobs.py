@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from bench.admin import _percentiles, admin_under_test, available
-from bench.common import BenchError, log, queue_depth
+from bench.common import BenchError, each_database, log, queue_depth
 from bench.results import Latencies, ReplayJobFigures, ReplayJobsFailed
 
 
@@ -110,12 +110,10 @@ async def run(
     why = available()
     if why is not None:
         return {db: ReplayJobsFailed(db, why) for db in dbs}
-    found: dict[str, ReplayJobFigures | ReplayJobsFailed] = {}
-    for db in dbs:
-        try:
-            found[db] = await measure(db, entries, paced, paced_rate)
-            log(f"replay jobs ({db}): {found[db]}")
-        except Exception as exc:
-            log(f"replay jobs ({db}) failed: {type(exc).__name__}: {exc}")
-            found[db] = ReplayJobsFailed(db, f"{type(exc).__name__}: {str(exc)[:400]}")
-    return found
+
+    async def measure_logged(db: str) -> ReplayJobFigures:
+        figures = await measure(db, entries, paced, paced_rate)
+        log(f"replay jobs ({db}): {figures}")
+        return figures
+
+    return await each_database("replay jobs", dbs, measure_logged, ReplayJobsFailed)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import statistics
 from collections import defaultdict
+from dataclasses import replace
 
 from bench.database import Database, epoch
 from bench.figures import RetryDelays, Run
@@ -100,17 +101,6 @@ async def run(
     backlog = await drain(base, inspect)
     paced = None
     if paced_count:
-        paced = await drain(
-            PayprocConfig(
-                workers=1,
-                db=db_kind,
-                count=paced_count,
-                failure_rate=FAILURE_RATE,
-                retry_delays=RETRY_DELAYS,
-                max_attempts=MAX_ATTEMPTS,
-                seed=6,
-                paced_rate=paced_rate,
-            ),
-            inspect,
-        )
+        paced_config = replace(base, count=paced_count, seed=6, paced_rate=paced_rate)
+        paced = await drain(paced_config, inspect)
     return backlog, paced

@@ -8,6 +8,8 @@ Both are aiohttp applications that misbehave on purpose and must stay honest whi
   server shuts down (a fault that "never answers" must not hold a test's teardown);
 * ``apply_knobs``: the ``POST /_config`` rule, a subset of a config dataclass's fields
   replaced at once, unknown names refused;
+* ``fake_app``: an application holding the fake's state, with ``GET /healthz`` and the
+  shutdown hook that wakes hanging requests;
 * ``start_app`` / ``RunningApp``: serve an application on a free port of the current loop;
 * ``serve_until_signal``: the command-line loop, serving until SIGINT or SIGTERM with a
   one-line message when the port cannot be bound;
@@ -40,6 +42,7 @@ __all__ = [
     "apply_knobs",
     "counts_by_status",
     "error_body",
+    "fake_app",
     "is_number",
     "json_response",
     "run_loop",
@@ -150,6 +153,24 @@ def wants_summary(request: web.Request) -> bool:
 def counts_by_status(answers: Counter[int]) -> dict[str, int]:
     """Answers counted per HTTP status, keyed by the status as text (JSON keys)."""
     return {str(status): n for status, n in sorted(answers.items())}
+
+
+async def _healthz(_request: web.Request) -> web.StreamResponse:
+    return json_response(200, {"status": "ok"})
+
+
+def fake_app(key: web.AppKey[StateT], state: StateT) -> web.Application:
+    """An application holding ``state`` under ``key``, answering ``GET /healthz``, whose
+    shutdown wakes hanging requests (a hung fault must not hold the server's close)."""
+    app = web.Application()
+    app[key] = state
+
+    async def on_shutdown(running: web.Application) -> None:
+        running[key].wake_hanging()
+
+    app.router.add_get("/healthz", _healthz)
+    app.on_shutdown.append(on_shutdown)
+    return app
 
 
 @dataclass(slots=True)

@@ -17,11 +17,12 @@ publishes the same payment dicts payproc's producer makes, one ``apply_async`` e
 
 from __future__ import annotations
 
-import argparse
 import os
 from typing import Any
 
 from celery import Celery
+
+from bench.peers.job import producer_main, shared_job
 
 QUEUE = os.environ.get("BENCH_QUEUE", "bench-celery")
 AMQP_URL = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -43,23 +44,11 @@ app.conf.update(
     worker_hijack_root_logger=False,
 )
 
-_job: Any = None
-
-
-def _get_job() -> Any:
-    global _job
-    if _job is None:
-        from bench.peers.job import ChargeJob
-
-        _job = ChargeJob.from_env()
-    return _job
-
 
 @app.task(name="bench.charge", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
 def charge(payment: dict[str, Any]) -> str:
     """Validate, charge with the idempotency key, record the outcome."""
-    result: str = _get_job().run(payment)
-    return result
+    return shared_job().run(payment)
 
 
 def produce(count: int, seed: int, part: int, parts: int) -> int:
@@ -75,16 +64,7 @@ def produce(count: int, seed: int, part: int, parts: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.peers.celery_job")
-    parser.add_argument("command", choices=["produce"])
-    parser.add_argument("--count", type=int, required=True)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--part", type=int, default=0)
-    parser.add_argument("--parts", type=int, default=1)
-    ns = parser.parse_args(argv)
-    sent = produce(ns.count, ns.seed, ns.part, ns.parts)
-    print(f"published {sent}", flush=True)
-    return 0
+    return producer_main("python -m bench.peers.celery_job", produce, argv)
 
 
 if __name__ == "__main__":

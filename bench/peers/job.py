@@ -11,15 +11,18 @@ It does less than payproc per payment (no "processing" claim committed before th
 attempt history, no outcome event): the comparison flatters the peers, not payproc.
 
 Configuration comes from the environment: ``BENCH_GATEWAY_URL``, ``BENCH_DATABASE_URL``
-(``sqlite:///path`` or ``postgresql://...``).
+(``sqlite:///path`` or ``postgresql://...``). Both peer modules also share ``shared_job`` (the
+worker process's one job) and ``producer_main`` (their ``produce`` command line).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -114,6 +117,36 @@ class ChargeJob:
             conn.execute(UPSERT.replace("%s", "?"), params)
         else:
             conn.execute(UPSERT, params)
+
+
+_shared: ChargeJob | None = None
+
+
+def shared_job() -> ChargeJob:
+    """This process's one ``ChargeJob``, made from the environment on first use: the worker
+    makes it with its first task; a producer never does (it has no gateway URL)."""
+    global _shared
+    if _shared is None:
+        _shared = ChargeJob.from_env()
+    return _shared
+
+
+def producer_main(
+    prog: str, produce: Callable[[int, int, int, int], int], argv: list[str] | None
+) -> int:
+    """``prog produce --count N --seed S [--part i --parts k]``: publish part ``i`` of ``k`` of
+    the ``N`` payments payproc's producer makes with seed ``S`` (``bench.peers.runs`` starts
+    ``k`` of these in parallel)."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("command", choices=["produce"])
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--part", type=int, default=0)
+    parser.add_argument("--parts", type=int, default=1)
+    ns = parser.parse_args(argv)
+    sent = produce(ns.count, ns.seed, ns.part, ns.parts)
+    print(f"published {sent}", flush=True)
+    return 0
 
 
 def connect(database_url: str) -> Any:

@@ -31,14 +31,14 @@ from bench.common import (
     Proc,
     connect,
     delete_queues,
-    log,
     python,
     queue_depth,
     short_id,
     wait_consumers,
 )
-from bench.database import Database, wait_drained
-from bench.figures import DrainChecks, Run
+from bench.database import Database
+from bench.drain import measure_drain
+from bench.figures import Run
 from bench.peers.job import create_schema
 
 PRODUCERS = 4
@@ -154,42 +154,22 @@ async def drain(config: PeerConfig) -> Run:
         await wait_consumers(connection, queue, consumers, [worker])
         cpu = CpuWatch({"gateway": [gateway.proc.pid], "workers": [worker.pid]})
         cpu.start()
-        await wait_drained(
-            db,
-            "payments",
-            PEER_FINAL,
-            config.count,
-            within=max(180.0, config.count / 50),
-            procs=[worker],
-            progress=lambda n: log(f"{label}: {n}/{config.count} final"),
-        )
-        usage = cpu.stop()
-        await sampler.stop()
-        start, end = db.window("started_at")
-        statuses = db.status_counts()
-        stats = gateway.stats()
-        depth, _ = await queue_depth(connection, queue)
-        run = Run(
+        return await measure_drain(
             label=label,
             count=config.count,
-            seconds=end - start,
-            rss_mb=round(sampler.peak_mb, 1),
-            cpu=usage,
-            checks=DrainChecks(
-                double_charged=len(stats["double_charged"]),
-                charges=stats["charges"],
-                gateway_requests=stats["requests"],
-                statuses=statuses,
-                queue_left=depth,
-            ),
-            publish_rate=round(publish_rate),
-            steady_rate=round(db.steady_rate(["succeeded"])),
+            db=db,
+            final=PEER_FINAL,
+            window_start="started_at",
+            within=max(180.0, config.count / 50),
+            procs=[worker],
+            connection=connection,
+            queue=queue,
+            gateway=gateway,
+            cpu=cpu,
+            sampler=sampler,
+            publish_rate=publish_rate,
+            all_succeed=True,
         )
-        if stats["double_charged"]:
-            raise BenchError(f"double charges: {len(stats['double_charged'])}")
-        if statuses.get("succeeded", 0) != config.count:
-            raise BenchError(f"not every payment succeeded: {statuses}")
-        return run
     finally:
         if worker is not None:
             worker.stop()

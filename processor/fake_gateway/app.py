@@ -11,7 +11,14 @@ from processor.fake_gateway.charge import handle_charge
 from processor.fake_gateway.config import FakeGatewayConfig
 from processor.fake_gateway.lookup import handle_lookup
 from processor.fake_gateway.state import STATE_KEY, GatewayState
-from processor.fake_server import RunningApp, error_body, json_response, start_app, wants_summary
+from processor.fake_server import (
+    RunningApp,
+    error_body,
+    fake_app,
+    json_response,
+    start_app,
+    wants_summary,
+)
 
 __all__ = ["RunningGateway", "create_app", "start_fake_gateway"]
 
@@ -48,26 +55,15 @@ async def _reset(request: web.Request) -> web.StreamResponse:
     return json_response(200, {"status": "reset"})
 
 
-async def _healthz(request: web.Request) -> web.StreamResponse:
-    return json_response(200, {"status": "ok"})
-
-
-async def _on_shutdown(app: web.Application) -> None:
-    app[STATE_KEY].wake_hanging()
-
-
 def create_app(config: FakeGatewayConfig) -> web.Application:
     """Build the gateway application; its ledger is ``app[STATE_KEY]``."""
     config.validate()
-    app = web.Application()
-    app[STATE_KEY] = GatewayState(config=replace(config))
+    app = fake_app(STATE_KEY, GatewayState(config=replace(config)))
     app.router.add_post("/v1/charges", handle_charge)
     app.router.add_get("/v1/charges", handle_lookup)
     app.router.add_get("/_stats", _stats)
     app.router.add_post("/_config", _config)
     app.router.add_post("/_reset", _reset)
-    app.router.add_get("/healthz", _healthz)
-    app.on_shutdown.append(_on_shutdown)
     return app
 
 

@@ -16,6 +16,7 @@ from processor.fake_server import (
     JSON,
     RunningApp,
     apply_knobs,
+    fake_app,
     json_response,
     start_app,
     wants_summary,
@@ -168,25 +169,14 @@ async def _config(request: web.Request) -> web.StreamResponse:
     return json_response(200, asdict(state.config))
 
 
-async def _healthz(request: web.Request) -> web.StreamResponse:
-    return json_response(200, {"status": "ok"})
-
-
-async def _on_shutdown(app: web.Application) -> None:
-    app[STATE].wake_hanging()
-
-
 def create_app(config: FakeStripeConfig) -> web.Application:
     """Build the fake Stripe; its ledger is ``app[STATE]``."""
-    app = web.Application()
-    app[STATE] = StripeState(config=replace(config))
+    app = fake_app(STATE, StripeState(config=replace(config)))
     app.router.add_post("/v1/payment_intents", _create)
     app.router.add_get("/v1/payment_intents/search", _search)
     app.router.add_get("/v1/payment_intents/{intent}", _retrieve)
     app.router.add_get("/_stats", _stats)
     app.router.add_post("/_config", _config)
-    app.router.add_get("/healthz", _healthz)
-    app.on_shutdown.append(_on_shutdown)
     return app
 
 
