@@ -128,3 +128,8 @@ class JobStore(Protocol):
         """Delete up to ``batch`` discarded or replayed entries last changed before
         ``before``; never a parked or replaying one. Returns how many were deleted."""
         ...
+
+    async def purge_jobs(self, before: datetime, batch: int) -> int:
+        """Delete up to ``batch`` completed or cancelled jobs finished before ``before``, with
+        their frozen entries; never a running or paused one. Returns how many jobs."""
+        ...

@@ -1,6 +1,8 @@
 """Retention: discarded and replayed DLQ entries are kept ``keep`` after their last change,
 then purged by the admin (the count is logged). Parked and ``replaying`` entries are never
-purged. ``due_within`` says how many entries the next purges will remove, for the stats
+purged. Completed and cancelled replay jobs (with their frozen entry lists, one row per
+entry) are kept ``keep`` after they finished, then purged the same way; running and paused
+jobs never are. ``due_within`` says how many entries the next purges will remove, for the stats
 ("N entries will be purged in the next 24 h").
 """
 
@@ -18,6 +20,8 @@ log = logging.getLogger("payproc.admin")
 
 BATCH = 1000
 """Entries deleted per transaction (short transactions next to the ingest's writes)."""
+JOB_BATCH = 10
+"""Finished jobs deleted per transaction (each with up to its whole frozen selection)."""
 
 
 class Retention:
@@ -55,7 +59,23 @@ class Retention:
                 extra={"purged": purged},
             )
         self._observe(purged)
+        await self._purge_jobs(before)
         return purged
+
+    async def _purge_jobs(self, before: datetime) -> None:
+        purged = 0
+        while True:
+            count = await self.store.purge_jobs(before, JOB_BATCH)
+            purged += count
+            if count < JOB_BATCH:
+                break
+        if purged:
+            log.info(
+                "purged %d finished replay jobs older than %s",
+                purged,
+                self.keep,
+                extra={"purged_jobs": purged},
+            )
 
     async def due_within(self, horizon: timedelta = timedelta(hours=24)) -> int:
         """Entries that pass retention within ``horizon`` from now (purged by then)."""

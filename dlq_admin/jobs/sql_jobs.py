@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import RowMapping, exists, func, or_, select, update
+from sqlalchemy import RowMapping, delete, exists, func, or_, select, update
 
 from dlq_admin.jobs.model import EntryState, Figures, Job, NewJob
 from dlq_admin.store._base import SqlBase
@@ -206,6 +206,25 @@ class SqlJobs(SqlBase):
                 .where(jobs.c.id == job_id, jobs.c.started_at.is_(None))
                 .values(started_at=utcnow())
             )
+
+    async def purge_jobs(self, before: datetime, batch: int) -> int:
+        finished = (
+            jobs.c.namespace == self._ns,
+            jobs.c.state.in_([JobState.COMPLETED.value, JobState.CANCELLED.value]),
+            jobs.c.finished_at < before,
+        )
+        async with self._tx() as conn:
+            ids = [
+                str(r[0])
+                for r in await conn.execute(
+                    select(jobs.c.id).where(*finished).order_by(jobs.c.finished_at).limit(batch)
+                )
+            ]
+            if not ids:
+                return 0
+            await conn.execute(delete(job_entries).where(job_entries.c.job_id.in_(ids)))
+            result = await conn.execute(delete(jobs).where(jobs.c.id.in_(ids), *finished))
+        return int(result.rowcount or 0)
 
     async def running_jobs(self) -> list[str]:
         async with self._tx() as conn:

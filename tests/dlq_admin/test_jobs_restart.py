@@ -70,14 +70,20 @@ async def test_discarded_and_replayed_entries_are_purged_after_retention_parked_
     start_admin: StartAdmin, connection: AbstractRobustConnection, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Stats announce what the next 24 h purge; with a short retention the admin purges the
-    discarded and the replayed entry, logs the count, and keeps the parked one."""
-    admin = await start_admin(dlq_retention_days=1)
+    discarded and the replayed entry and the cancelled job, logs the counts, and keeps the
+    parked entry and the paused job."""
+    admin = await start_admin(dlq_retention_days=1, run_jobs=False)  # jobs wait as created
     await park_many(connection, admin.names, 3)
     await admin.wait_handled(3)
     gone, replayed, kept = [e["id"] for e in await admin.entries()]
     assert (await admin.client.delete(f"/dlq/messages/{gone}", headers=OPERATOR)).status_code == 200
     response = await admin.client.post(f"/dlq/messages/{replayed}/replay", headers=OPERATOR)
     assert response.status_code == 200
+    cancelled = (await create_job(admin, ids=[kept]))["id"]
+    paused = (await create_job(admin, ids=[kept]))["id"]
+    for job_id, action in ((cancelled, "cancel"), (paused, "pause")):
+        answer = await admin.client.post(f"/dlq/replay-jobs/{job_id}/{action}", headers=OPERATOR)
+        assert answer.status_code == 200, answer.text
 
     stats = await admin.get("/dlq/stats")
     assert stats["retention"] == {"days": 1.0, "purge_next_24h": 2}
@@ -90,3 +96,10 @@ async def test_discarded_and_replayed_entries_are_purged_after_retention_parked_
     purges = [r for r in caplog.records if "discarded or replayed DLQ entries" in r.getMessage()]
     assert sum(r.__dict__["purged"] for r in purges) == 2
     assert (await admin.get("/dlq/stats"))["retention"]["purge_next_24h"] == 0
+    await eventually(
+        lambda: admin.client.get(f"/dlq/replay-jobs/{cancelled}", headers=OPERATOR),
+        lambda answer: answer.status_code == 404,
+    )
+    assert (await get_job(admin, paused))["state"] == "paused"
+    jobs_purged = [r for r in caplog.records if "finished replay jobs" in r.getMessage()]
+    assert sum(r.__dict__["purged_jobs"] for r in jobs_purged) == 1
