@@ -67,25 +67,14 @@ def available() -> str | None:
     return None
 
 
-def _admin_default(name: str) -> int | None:
+def job_batch(rate: float) -> int | None:
+    """How many entries one round of a replay job at ``rate`` per second claims, publishes and
+    settles together (``dlq_admin.jobs.execution.Pacing``), if known."""
     with contextlib.suppress(Exception):
-        import inspect
+        from dlq_admin.jobs.execution import Pacing
 
-        from dlq_admin.service import DlqAdmin
-
-        default = inspect.signature(DlqAdmin).parameters[name].default
-        return int(default)
+        return Pacing(rate, None).chunk
     return None
-
-
-def bulk_concurrency() -> int | None:
-    """How many chunks a bulk replay has in flight at once (``DlqAdmin``'s default), if known."""
-    return _admin_default("bulk_concurrency")
-
-
-def bulk_chunk() -> int | None:
-    """How many entries one bulk-replay chunk holds (``DlqAdmin``'s default), if known."""
-    return _admin_default("bulk_chunk")
 
 
 def _sync_url(db: Database) -> str:
@@ -336,8 +325,7 @@ async def measure(db_kind: str, entries: int, requests: int, replay: int) -> Adm
             replay_seconds=round(replay_seconds, 3),
             replay_rate=round(replayed / replay_seconds) if replay_seconds > 0 else 0,
             replay_queue_depth=depth,
-            bulk_concurrency=bulk_concurrency(),
-            bulk_chunk=bulk_chunk(),
+            job_batch=job_batch(float(job["rate"])),
         )
 
 

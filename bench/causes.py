@@ -170,26 +170,23 @@ def paced_delays(results: Results) -> str:
 
 
 def replay(db: str, results: Results) -> str:
-    """Bulk replay below its rate: what each chunk costs and where the CPU goes."""
+    """Bulk replay (a replay job) below its rate: what each round costs and where the CPU
+    goes."""
     m = results.admin.by_db.get(db) if results.admin is not None else None
     if not isinstance(m, AdminFigures):
         return ""
-    chunk, slots = m.bulk_chunk, m.bulk_concurrency
-    if not chunk:  # an admin without chunked bulk replays
-        return (
-            "each entry is replayed by its own claim commit, confirmed publish and finish "
-            "commit; and the default token bucket (PAYPROC_ADMIN_REPLAY_RATE) allows 500/s"
-        )
+    batch = f"rounds of {m.job_batch} entries" if m.job_batch else "rounds of entries"
     text = (
-        f"chunks of {chunk} entries, {slots or 1} in flight (one claim transaction, confirms "
-        "pipelined, one settling transaction): the admin process's CPU is the limit, two "
-        "confirmed publishes per entry (the request and its payment.replayed event) and "
-        "about four round trips to the database per chunk; on a busy machine it shares the "
-        "2 cores with the broker and the database"
+        f"the replay job publishes in {batch}, one round at a time (the replay rules and "
+        "outcome truth checked per round, one claim transaction, confirms pipelined, one "
+        "settling transaction): the admin process's CPU is the limit, two confirmed "
+        "publishes per entry (the request and its payment.replayed event) and several round "
+        "trips to the database per round; on a busy machine it shares the 2 cores with the "
+        "broker and the database"
     )
     if m.replay_rate:
         text += f" ({1000 / m.replay_rate:.2f} ms per entry here)"
-    return text + "; the default token bucket (PAYPROC_ADMIN_REPLAY_RATE) allows 500/s"
+    return text + "; a job's default rate (PAYPROC_ADMIN_REPLAY_RATE) is 500/s"
 
 
 def console(db: str, results: Results) -> str:

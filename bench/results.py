@@ -141,8 +141,8 @@ class AdminFigures:
     replay_seconds: float
     replay_rate: int
     replay_queue_depth: int
-    bulk_concurrency: int | None
-    bulk_chunk: int | None
+    job_batch: int | None
+    """Entries one round of the replay job claimed, published and settled together."""
 
 
 @dataclass(frozen=True)

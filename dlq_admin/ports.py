@@ -20,7 +20,6 @@ from typing import Any, Protocol
 from dlq_admin.rows import (
     AttemptRecord,
     AuditRow,
-    ClaimedEntry,
     Entry,
     EntryGroup,
     FullEntry,
@@ -165,14 +164,6 @@ class ReplayClaims(Protocol):
     async def claim_for_replay(self, entry_id: str, stale_before: datetime) -> bool:
         """Atomically ``parked -> replaying`` (or take over a ``replaying`` claim last touched
         before ``stale_before``); True for exactly one concurrent caller."""
-        ...
-
-    async def claim_many_for_replay(
-        self, entry_ids: Sequence[str], stale_before: datetime
-    ) -> dict[str, ClaimedEntry]:
-        """``claim_for_replay`` for many entries in one transaction. Returns the entries this
-        call claimed, by id; an id missing from the answer was not claimable (claimed
-        elsewhere or changed)."""
         ...
 
     async def finish_many_replays(

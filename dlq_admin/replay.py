@@ -16,11 +16,11 @@ The order of effects of a replay:
 
 This module is the seam every way of replaying goes through. ``Replay.replay`` is the
 single replay of the API (steps 1-4 for one entry, optionally with an edited body).
-``Replay.publish_batch`` does steps 3-4 for entries a caller already checked and claimed
-(``ReplayClaims.claim_many_for_replay``): published paced by the token bucket with their
-confirms in flight at once, then settled in one transaction. The bulk replay
-(``dlq_admin.bulk_replay``) is built on it; the rules both share (what is replayable, what
-is published) are in ``dlq_admin.replay_rules``.
+``Replay.publish_batch`` does steps 3-4 for entries a caller already checked and claimed (a
+replay job's round, ``dlq_admin.jobs.execution``, which claims its batch with
+``JobStore.claim_entries``): published paced by the token bucket with their confirms in
+flight at once, then settled in one transaction. The rules both share (what is replayable,
+what is published) are in ``dlq_admin.replay_rules``.
 """
 
 from __future__ import annotations
@@ -199,7 +199,7 @@ class Replay:
             for _, task in batches:
                 task.cancel()
             log.error(
-                "bulk replay interrupted; %d entries left in 'replaying' (a replay may take "
+                "replay batch interrupted; %d entries left in 'replaying' (a replay may take "
                 "them over after %s)",
                 len(entries),
                 self.stale_replay_after,

@@ -10,7 +10,8 @@ The gateway's ``Idempotency-Key`` is what makes a replay harmless, and it has li
   instead of publishing; cannot say -> refused (409), never a blind replay.
 
 ``check`` raises ``Conflict`` to refuse and returns to allow; the service calls it after its
-own "already final" check and before it claims the entry.
+own "already final" check and before it claims the entry. ``bulk_skips`` is the same rule for
+a batch of entries (a replay job's round, or its dry run): it names the entries to skip, why.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ log = logging.getLogger("payproc.admin")
 
 ReplayCheck = Callable[[str, str | None], Awaitable[None]]
 """``(payment_id, stored payment status or None)``: raise ``Conflict`` to refuse a replay."""
-BulkReplayCheck = Callable[[Sequence[tuple[str, str]], bool], Awaitable[dict[str, str]]]
-"""``((entry_id, payment_id)…, dry_run)`` -> ``{entry_id: why}`` to skip in a bulk replay."""
+BatchSkipCheck = Callable[[Sequence[tuple[str, str]], bool], Awaitable[dict[str, str]]]
+"""``((entry_id, payment_id)…, dry_run)`` -> ``{entry_id: why}``: the entries of a batch a
+replay job (or its dry run) must skip."""
 _LOOKUPS_IN_FLIGHT = 8
 
 
@@ -111,7 +113,7 @@ class ReplayTruth:
     async def bulk_skips(
         self, candidates: Sequence[tuple[str, str]], dry_run: bool
     ) -> dict[str, str]:
-        """``{entry_id: why}`` for the ``(entry_id, payment_id)`` pairs a bulk replay must skip:
+        """``{entry_id: why}`` for the ``(entry_id, payment_id)`` pairs a replay job must skip:
         past the idempotency window, a charge found (settled unless ``dry_run``:
         ``payment_charged``) or no answer (``lookup_unavailable``)."""
         if not candidates:

@@ -133,9 +133,10 @@ class AdminRuntime:
                 replay_rate=settings.admin_replay_rate,
             )
             self.service = service
-            self.truth = await wire_outcome_truth(
+            truth = await wire_outcome_truth(
                 settings, engine, service, publisher, stack, run_reconciler=self.reconcile
             )
+            self.truth = truth
             self.consumer = DlqConsumer(
                 connection, names, service, prefetch=settings.admin_ingest_prefetch
             )
@@ -154,7 +155,7 @@ class AdminRuntime:
                     stale_before=service.replayer.stale_before,
                     observe=metrics.job_event,
                     audit_log=service.audit_log,
-                    truth_skips=service.bulk_replayer.truth_skips,
+                    truth_skips=truth.replay.bulk_skips,
                 ),
                 lease=settings.admin_job_lease,
                 poll=settings.admin_job_poll,

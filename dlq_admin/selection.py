@@ -1,10 +1,12 @@
-"""Which entries a bulk call acts on: a ``BulkSelection`` (ids, reason or group) turned into
-batches of entries, each one not taken reported in ``skipped`` with why.
+"""Which entries a bulk call acts on, each one not taken reported in ``skipped`` with why.
 
-Entries selected by reason or group are parked ones, oldest first, read a page at a time
-(keyset); entries selected by id are looked up a page at a time and may be missing or in any
-status. For replay, an entry whose payment is already final is skipped too (one
-``payment_statuses`` query per page).
+A bulk discard's ``BulkSelection`` (ids, reason or group) is turned into batches of parked
+entries (``parked_batches``): entries selected by reason or group are parked ones, oldest
+first, read a page at a time (keyset); entries selected by id are looked up a page at a time
+and may be missing or in any status. The dry run of a replay job (``jobs.preview``) checks
+its candidates with ``checked_batches``: an entry whose payment is already final or
+``unknown``, or that outcome truth refuses, is skipped too (one ``payment_statuses`` query
+per page).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from datetime import datetime
 
 from dlq_admin.ports import BrowseStore, EntryFilters, EntryReader
 from dlq_admin.replay_rules import payment_refusal
-from dlq_admin.replay_truth import BulkReplayCheck
+from dlq_admin.replay_truth import BatchSkipCheck
 from dlq_admin.rows import Entry
-from schemas.dlq import BulkSelection, EntryStatus, Failed, Skipped
+from schemas.dlq import BulkSelection, EntryStatus, Skipped
 from schemas.outcome import PaymentStatus
 
 PAGE = 200
@@ -26,11 +28,9 @@ PAGE = 200
 
 @dataclass
 class BulkState:
-    """What a bulk call did so far."""
+    """What a bulk call left out so far, and why."""
 
-    replayed: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
-    failed: list[Failed] = field(default_factory=list)
 
 
 def selection_target(selection: BulkSelection) -> str:
@@ -80,27 +80,13 @@ def _parked(entry_id: str, entry: Entry | None, state: BulkState) -> Entry | Non
     return entry
 
 
-async def replayable_batches(
-    store: BrowseStore,
-    selection: BulkSelection,
-    state: BulkState,
-    page: int = PAGE,
-    truth_skips: BulkReplayCheck | None = None,
-) -> AsyncIterator[list[Entry]]:
-    """Batches of parked entries of ``selection`` whose payment is not final nor ``unknown``
-    (``checked_batches``); the rest goes to ``skipped``."""
-    pairs = candidates(store, selection, page)
-    async for batch in checked_batches(store, pairs, state, selection.dry_run, page, truth_skips):
-        yield batch
-
-
 async def checked_batches(
     store: BrowseStore,
     pairs: AsyncIterator[tuple[str, Entry | None]],
     state: BulkState,
     dry_run: bool,
     page: int = PAGE,
-    truth_skips: BulkReplayCheck | None = None,
+    truth_skips: BatchSkipCheck | None = None,
 ) -> AsyncIterator[list[Entry]]:
     """Batches of the parked entries among ``pairs`` whose payment is not final nor
     ``unknown``; the rest goes to ``skipped``. One ``payment_statuses`` query per batch of
@@ -144,7 +130,8 @@ async def checked_batches(
 async def parked_batches(
     store: EntryReader, selection: BulkSelection, state: BulkState
 ) -> AsyncIterator[list[Entry]]:
-    """Like ``replayable_batches`` but a final payment does not protect an entry (discard)."""
+    """Batches of the parked entries of ``selection`` (a discard: a final payment does not
+    protect an entry); the rest goes to ``skipped``."""
     batch: list[Entry] = []
     async for entry_id, maybe in candidates(store, selection):
         entry = _parked(entry_id, maybe, state)

@@ -7,15 +7,17 @@ Each capability is its own module and can be used on its own:
 * ``browse``      list, show, stats, groups, payments (``Browse``)
 * ``replay``      replay one entry, and publish-and-settle claimed entries (``Replay``); the
                   order of effects of a replay is described there
-* ``bulk_replay`` replay a selection in paced, concurrent chunks (``BulkReplay``)
 * ``discard``     discard one entry or a selection (``Discard``)
 * ``audit``       the audit log and the ``@audited`` decorator every mutating call wears;
                   ``access`` audits refused authentication and roles
-* ``validation``  edited bodies and filters; ``selection`` turns a bulk selection into
-                  batches; ``replay_rules`` what may be replayed and what is published
-* ``jobs``        replay jobs: a frozen selection published paced, fair, behind a canary,
-                  restart-safe (``jobs``, a ``ReplayJobs``; the runner is started by the
-                  runtime); ``jobs.retention`` purges old discarded and replayed entries
+* ``validation``  edited bodies and filters; ``selection`` turns a bulk discard's
+                  selection into batches and checks candidates of a replay dry run;
+                  ``replay_rules`` what may be replayed and what is published
+* ``jobs``        replay jobs, the way a selection is replayed: a frozen selection
+                  published paced, fair, behind a canary, restart-safe (``jobs``, a
+                  ``ReplayJobs``; the runner is started by the runtime); its dry run
+                  (``previewer``, a ``ReplayPreview``); ``jobs.retention`` purges old
+                  discarded and replayed entries
 
 The calls bound in ``__init__`` are the capabilities' own methods; new capabilities
 (replay jobs, reconciliation) are built next to these from the same ports and reach the
@@ -31,7 +33,6 @@ from dlq_admin.access import Access
 from dlq_admin.audit import Actor, AuditLog
 from dlq_admin.auth import Authenticator
 from dlq_admin.browse import Browse
-from dlq_admin.bulk_replay import BulkReplay
 from dlq_admin.discard import Discard
 from dlq_admin.ingest import Ingest
 from dlq_admin.jobs.ports import JobStore
@@ -75,8 +76,6 @@ class DlqAdmin:
         queue_name: str,
         retention_days: float | None = None,
         replay_rate: float = 500.0,
-        bulk_chunk: int = 500,
-        bulk_concurrency: int = 2,
         stale_replay_after: float = 300.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -101,9 +100,6 @@ class DlqAdmin:
             stale_replay_after=timedelta(seconds=stale_replay_after),
             clock=clock,
             observe=self._notify,
-        )
-        self.bulk_replayer = BulkReplay(
-            store, self.replayer, self.audit_log, chunk=bulk_chunk, concurrency=bulk_concurrency
         )
         self.previewer = ReplayPreview(store, self.audit_log)
         """The dry run of ``POST /dlq/replay``: what a job over a selection would replay."""
@@ -137,9 +133,6 @@ class DlqAdmin:
         self.payment = self.browser.payment
         self.replay = self.replayer.replay
         """Replay one entry (optionally with an edited, re-validated body)."""
-        self.bulk_replay = self.bulk_replayer.bulk_replay
-        """Replay many entries now, in this call (rate-limited); report replayed, skipped
-        (why) and failed. The API's ``POST /dlq/replay`` uses it for dry runs only."""
         self.bulk_discard = self.discarder.bulk_discard
 
     def replayer_paced_by(self, bucket: TokenBucket) -> Replay:

@@ -1,5 +1,8 @@
 """Wiring outcome truth into the admin process: the gateway lookup, the replay check, the
-``unknown`` counts of ``/dlq/stats`` and the reconciler's background task."""
+``unknown`` counts of ``/dlq/stats`` and the reconciler's background task.
+
+``wire_outcome_truth`` sets the checks of the service's single replay and replay dry run;
+the runtime hands ``OutcomeTruth.replay.bulk_skips`` to every replay job it runs."""
 
 from __future__ import annotations
 
@@ -22,6 +25,9 @@ class OutcomeTruth:
     store: SqlTruthStore
     gateway: GatewayAdapter
     reconciler: Reconciler
+    replay: ReplayTruth
+    """The replay check: ``check`` for a single replay, ``bulk_skips`` for the batches of a
+    replay job and its dry run."""
 
 
 def build_reconciler(
@@ -53,7 +59,6 @@ async def wire_outcome_truth(
     stack.push_async_callback(gateway.aclose)
     replay_truth = ReplayTruth(store, gateway, events, settings.gateway_idempotency_ttl)
     service.replayer.truth_check = replay_truth.check
-    service.bulk_replayer.truth_skips = replay_truth.bulk_skips
     service.previewer.truth_skips = replay_truth.bulk_skips
     service.browser.unknown_counts = store.unknown_counts
     if run_reconciler:
@@ -66,4 +71,4 @@ async def wire_outcome_truth(
                 await asyncio.wait_for(task, 30)
 
         stack.push_async_callback(halt)
-    return OutcomeTruth(store, gateway, reconciler)
+    return OutcomeTruth(store, gateway, reconciler, replay_truth)

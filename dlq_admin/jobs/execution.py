@@ -43,7 +43,7 @@ from dlq_admin.paging import TokenBucket
 from dlq_admin.ports import ReplayStore
 from dlq_admin.replay import Replay
 from dlq_admin.replay_rules import check_replayable, payment_refusal
-from dlq_admin.replay_truth import BulkReplayCheck
+from dlq_admin.replay_truth import BatchSkipCheck
 from dlq_admin.rows import ClaimedEntry, Entry
 from schemas.dlq import EntryStatus, Role
 from schemas.outcome import PaymentStatus
@@ -123,7 +123,7 @@ class JobExecution:
         stale_before: Callable[[], datetime],
         observe: JobObserve,
         audit_log: AuditLog | None = None,
-        truth_skips: BulkReplayCheck | None = None,
+        truth_skips: BatchSkipCheck | None = None,
     ) -> None:
         self.job_id = job_id
         self.jobs = jobs

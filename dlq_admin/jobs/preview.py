@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dlq_admin.audit import Actor, AuditLog, Detail, audited
 from dlq_admin.jobs.planner import PAGE, checked, freeze, interleave, selection_target
 from dlq_admin.ports import BrowseStore
-from dlq_admin.replay_truth import BulkReplayCheck
+from dlq_admin.replay_truth import BatchSkipCheck
 from dlq_admin.rows import Entry
 from dlq_admin.selection import BulkState, checked_batches
 from schemas.dlq import BulkReplayResult, Skipped
@@ -42,7 +42,7 @@ class ReplayPreview:
     def __init__(self, store: BrowseStore, audit_log: AuditLog) -> None:
         self.store = store
         self.audit_log = audit_log
-        self.truth_skips: BulkReplayCheck | None = None
+        self.truth_skips: BatchSkipCheck | None = None
         """Outcome truth (``replay_truth``): entries to skip past the idempotency window."""
 
     @audited("dlq.bulk_replay", _target, _describe)

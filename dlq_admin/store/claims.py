@@ -3,10 +3,11 @@
 * A replay claims its entry with ``UPDATE ... SET status='replaying' WHERE id=:id AND
   status='parked'``: of ten concurrent replays exactly one sees ``rowcount == 1``. A claim
   abandoned mid-publish (the process died) can be taken over once it is stale.
-* A bulk replay claims a whole chunk with one ``UPDATE ... WHERE id IN (...) AND <claimable>
-  RETURNING id, body, ...`` (the rows it returns are the ones this call now owns, with what
-  is needed to publish them) and settles the chunk with one transaction: confirmed entries
-  ``replaying -> replayed``, failed ones back to ``parked``.
+* A replay job claims a whole batch with ``claim_in_chunks`` (one ``UPDATE ... WHERE id IN
+  (...) AND <claimable> RETURNING id, body, ...`` per chunk of ids: the rows it returns are
+  the ones this call now owns, with what is needed to publish them, inside the job store's
+  transaction) and ``finish_many_replays`` settles the batch with one transaction: confirmed
+  entries ``replaying -> replayed``, failed ones back to ``parked``.
 """
 
 from __future__ import annotations
@@ -76,18 +77,6 @@ class SqlClaims(SqlBase):
                 .values(status=EntryStatus.REPLAYING.value, updated_at=utcnow())
             )
         return bool(result.rowcount == 1)
-
-    async def claim_many_for_replay(
-        self, entry_ids: Sequence[str], stale_before: datetime
-    ) -> dict[str, ClaimedEntry]:
-        unique = list(dict.fromkeys(entry_ids))
-        claimed: dict[str, ClaimedEntry] = {}
-        if not unique:
-            return claimed
-        async with self._tx() as conn:
-            async for batch in claim_in_chunks(conn, self._ns, unique, stale_before):
-                claimed.update((e.id, e) for e in batch)
-        return claimed
 
     async def finish_many_replays(
         self, replayed: Sequence[str], failed: Sequence[str], actor: str

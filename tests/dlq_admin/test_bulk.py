@@ -12,18 +12,18 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy import select
 
-from dlq_admin.audit import Actor
-from dlq_admin.auth import Principal
+from dlq_admin.jobs import execution
+from dlq_admin.jobs.execution import Pacing
 from processor.producer import payment_message, publish_bodies
-from schemas.dlq import BulkSelection, Role
 from schemas.dlq_tables import DlqEntryRow
 from schemas.tables import PaymentRow, utcnow
 from tests.dlq_admin.conftest import OPERATOR, Admin, StartAdmin
 from tests.dlq_admin.helpers import eventually, park, park_many, queue_depth, request_body
-from tests.dlq_admin.jobs_support import Job, get_job, wait_job
+from tests.dlq_admin.jobs_support import Job, control, get_job, published_requests, wait_job
 from tests.support.collect import Collector
 
 REJECTED = "gateway_rejected|amount_invalid|422|-"
@@ -245,7 +245,14 @@ async def test_fix_the_gateway_then_replay_the_group_and_every_payment_succeeds(
     assert stats["by_status"]["replayed"] == 3
 
 
-# ---- chunked bulk replay: one claim, pipelined confirms, one settle per chunk -------------
+# ---- a job's batches: one claim, pipelined confirms, one settle per batch -----------------
+
+
+def _job_batches_of(monkeypatch: pytest.MonkeyPatch, size: int, rate: float) -> None:
+    """Make a replay job at ``rate`` publish in batches of ``size``: ``MAX_CHUNK`` is the most
+    entries one round of a job (``execution.JobExecution``) claims, publishes and settles."""
+    monkeypatch.setattr(execution, "MAX_CHUNK", size)
+    assert Pacing(rate, None).chunk == size
 
 
 async def _entries_by_payment(admin: Admin) -> dict[str, tuple[str, str]]:
@@ -267,7 +274,7 @@ async def _request_queue_holding_at_most(
 ) -> None:
     """Swap ``N.requests`` for a classic queue that holds ``limit`` messages and makes the
     broker nack (``basic.nack``) every publish beyond them: a real broker refusing part of
-    a chunk."""
+    a job's batch."""
     channel = await connection.channel()
     try:
         await channel.queue_delete(admin.names.requests)
@@ -281,13 +288,14 @@ async def _request_queue_holding_at_most(
         await channel.close()
 
 
-async def test_a_broker_refusing_part_of_a_chunk_leaves_exactly_the_refused_entries_parked(
+async def test_a_broker_refusing_part_of_a_batch_leaves_exactly_the_refused_entries_parked(
     start_admin: StartAdmin, connection: AbstractRobustConnection
 ) -> None:
     """300 entries in one batch; the broker confirms the first 120 and nacks the rest:
     exactly the 120 confirmed are replayed, the 180 refused stay parked (the job waits and
     tries them again); once the broker takes them, they go out, each once."""
     admin = await start_admin(admin_replay_rate=100_000, admin_job_poll=0.2)
+    assert Pacing(100_000, None).chunk >= 300  # one batch
     bodies = await park_many(admin.connection, admin.names, 300)
     await admin.wait_handled(300, timeout=60)
     await _request_queue_holding_at_most(connection, admin, 120)
@@ -312,13 +320,12 @@ async def test_a_broker_refusing_part_of_a_chunk_leaves_exactly_the_refused_entr
     assert {status for _, status in entries.values()} == {"replayed"}
 
 
-async def test_chunk_boundaries_keep_the_limit_the_order_and_the_skips(
-    admin: Admin, connection: AbstractRobustConnection
+async def test_batch_boundaries_keep_the_limit_the_order_and_the_skips(
+    admin: Admin, connection: AbstractRobustConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Chunks of 4: a limit that ends inside a page, a final payment and a discarded entry
-    in between; the oldest eligible entries go, in order, and nothing past the limit."""
-    admin.service.bulk_replayer.chunk = 4
-    assert admin.service.bulk_replayer.chunk_size() == 4
+    """Batches of 4: a final payment in the first batch and a discarded entry in between; the
+    oldest eligible entries go, in order across the batches, and nothing past the limit."""
+    _job_batches_of(monkeypatch, 4, admin.service.jobs.default_rate)
     bodies = await park_many(admin.connection, admin.names, 11)
     await admin.wait_handled(11)
     entries = await _entries_by_payment(admin)
@@ -342,6 +349,9 @@ async def test_chunk_boundaries_keep_the_limit_the_order_and_the_skips(
         {"payment_succeeded": 1},
     )
     assert await queue_depth(connection, admin.names.requests) == 7
+    in_order = [b["payment_id"] for n, b in enumerate(bodies) if n not in (2, 5)]
+    published = await published_requests(connection, admin.names, 7)
+    assert [m["payment_id"] for m in published] == in_order[:7]
     entries = await _entries_by_payment(admin)
     status_of = {entries[b["payment_id"]][0]: entries[b["payment_id"]][1] for b in bodies}
     replayed = {i for i in ids if status_of[i] == "replayed"}
@@ -350,31 +360,33 @@ async def test_chunk_boundaries_keep_the_limit_the_order_and_the_skips(
 
     rest = await _replay_job(admin, reason="gateway_rejected", limit=8)
     assert (rest["total"], rest["published"], rest["skipped"]) == (3, 2, 1)
-    assert await queue_depth(connection, admin.names.requests) == 9
+    assert await queue_depth(connection, admin.names.requests) == 2  # the 7 were taken off
 
 
-async def test_ids_filling_whole_chunks_with_duplicates_and_unknown_ids(
-    admin: Admin, connection: AbstractRobustConnection
+async def test_ids_filling_whole_batches_with_duplicates_and_unknown_ids(
+    admin: Admin, connection: AbstractRobustConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An id list of exactly two chunks (one id twice, one unknown): each entry goes once."""
-    admin.service.bulk_replayer.chunk = 3
-    bodies = await park_many(admin.connection, admin.names, 5)
-    await admin.wait_handled(5)
+    """An id list of exactly two batches of entries (one id twice, one unknown): each entry
+    goes once."""
+    _job_batches_of(monkeypatch, 3, admin.service.jobs.default_rate)
+    bodies = await park_many(admin.connection, admin.names, 6)
+    await admin.wait_handled(6)
     entries = await _entries_by_payment(admin)
     ids = [entries[b["payment_id"]][0] for b in bodies]
     unknown = str(uuid.uuid4())
-    job = await _replay_job(admin, ids=[ids[0], unknown, ids[1], ids[0], ids[2], ids[3], ids[4]])
-    assert (job["total"], job["published"], job["skipped"]) == (5, 5, 0)
-    assert await queue_depth(connection, admin.names.requests) == 5
+    job = await _replay_job(admin, ids=[ids[0], unknown, ids[1], ids[0], *ids[2:]])
+    assert (job["total"], job["published"], job["skipped"]) == (6, 6, 0)
+    assert await queue_depth(connection, admin.names.requests) == 6
+    assert {e["id"] for e in await admin.entries(status="replayed")} == set(ids)
 
 
 async def test_concurrent_bulk_and_single_replays_publish_each_entry_once(
-    start_admin: StartAdmin, connection: AbstractRobustConnection
+    start_admin: StartAdmin, connection: AbstractRobustConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two bulk replays of the same 200 entries (chunks of 50) and single replays of some of
+    """Two replay jobs of the same 200 entries (batches of 50) and single replays of some of
     them, all at once: every entry is published exactly once."""
     admin = await start_admin(admin_replay_rate=100_000)
-    admin.service.bulk_replayer.chunk = 50
+    _job_batches_of(monkeypatch, 50, 100_000)
     bodies = await park_many(admin.connection, admin.names, 200)
     await admin.wait_handled(200, timeout=60)
     entries = await _entries_by_payment(admin)
@@ -398,11 +410,19 @@ async def test_concurrent_bulk_and_single_replays_publish_each_entry_once(
     assert {status for _, status in entries.values()} == {"replayed"}
 
 
-async def test_two_entries_of_one_payment_returned_in_one_chunk_both_stay_parked(
+async def _replays_refused(admin: Admin) -> float:
+    """Replay publishes the broker did not confirm so far (the admin's metrics)."""
+    metrics = (await admin.client.get("/metrics", headers=OPERATOR)).text
+    sample = 'payproc_dlq_replays_total{outcome="failed"} '
+    return sum(float(m.removeprefix(sample)) for m in metrics.splitlines() if m.startswith(sample))
+
+
+async def test_two_entries_of_one_payment_returned_in_one_batch_both_stay_parked(
     start_admin: StartAdmin, connection: AbstractRobustConnection
 ) -> None:
     """Two parked entries share a payment_id (so the replays share a message_id) and the
-    broker returns both publishes (no queue bound): neither may count as confirmed."""
+    broker returns both publishes of the job's batch (no queue bound): neither may count as
+    confirmed; both stay parked and wait in the job until the queue is back."""
     admin = await start_admin(admin_replay_rate=100_000)
     body = request_body()
     await park(admin.connection, admin.names, body)
@@ -410,19 +430,31 @@ async def test_two_entries_of_one_payment_returned_in_one_chunk_both_stay_parked
     await admin.wait_handled(2)
     ids = [i["id"] for i in await admin.entries()]
     assert len(ids) == 2
+    runner = admin.runtime.runner
+    assert runner is not None
     channel = await connection.channel()
     queue = await channel.get_queue(admin.names.requests, ensure=False)
     await queue.unbind(admin.names.exchange, "payment.request")
     try:
-        result = await admin.service.bulk_replay(
-            Actor(Principal("alice", Role.OPERATOR)), BulkSelection(ids=ids)
-        )
-        assert result.replayed == 0
-        assert sorted(f.id for f in result.failed) == sorted(ids)
+        created = await admin.client.post("/dlq/replay", json={"ids": ids}, headers=OPERATOR)
+        assert created.status_code == 202, created.text
+        job_id = created.json()["id"]
+        await eventually(lambda: _replays_refused(admin), lambda n: n >= 2)
+        await control(admin, job_id, "pause")
+
+        async def running() -> bool:
+            return runner.is_running(job_id)
+
+        await eventually(running, lambda r: not r)  # its execution ended with the pause
+        job = await get_job(admin, job_id)
+        assert (job["published"], job["waiting"], job["skipped"]) == (0, 2, 0)
         assert {i["status"] for i in await admin.entries()} == {"parked"}
+        assert await queue_depth(connection, admin.names.requests) == 0
     finally:
         await queue.bind(admin.names.exchange, "payment.request")
         await channel.close()
-    again = await _replay_job(admin, ids=ids)
+    await control(admin, job_id, "resume")
+    again = await wait_job(admin, job_id, lambda j: j["waiting"] == 0)
     assert again["published"] == 2
     assert await queue_depth(connection, admin.names.requests) == 2
+    assert {i["status"] for i in await admin.entries()} == {"replayed"}
