@@ -13,7 +13,9 @@ breaker does not count answers, it counts *payments*:
   ``min_merchants`` merchants, the failing payments must span ``min_merchants`` merchants.
 * **Merchant isolation.** A merchant whose payments nearly all fail while another merchant's
   succeed is *isolated*: its payments are left out of the evidence, and its failures are never
-  spared (they walk their ladder and park as ``retries_exhausted``).
+  spared (they walk their ladder and park as ``retries_exhausted``). It is released when
+  fewer than ``merchant_release_share`` of its payments fail (hysteresis), when its failing
+  payments drop under ``merchant_min_payments``, or as long as no other merchant succeeds.
 * **Probes that move on.** Half-open, the worker lets messages through one at a time. A
   transient answer from a payment already known to fail (seen failing before the circuit
   opened, or a failed probe earlier in this episode) or from an isolated merchant says
@@ -46,7 +48,7 @@ class CircuitState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class BreakerRules:
-    """The breaker's thresholds; every one is a setting of the worker."""
+    """The breaker's thresholds; the worker's ``PAYPROC_CIRCUIT_*`` settings set the main ones."""
 
     min_payments: int = 20
     """Distinct payments in the window before the failure share is judged."""
@@ -60,6 +62,10 @@ class BreakerRules:
     """At most this many payments are kept (the oldest leave first)."""
     merchant_min_payments: int = 3
     """Failing payments of one merchant before it can be isolated."""
+    merchant_release_share: float = 0.5
+    """An isolated merchant is released only once fewer than this share of its payments in
+    the window fail (it entered at ``failure_share``): a merchant near the line does not flap
+    in and out of isolation with every answer."""
     cooldown: float = 5.0
     """Seconds an open circuit waits before probing."""
     max_cooldown: float = 30.0
@@ -105,6 +111,8 @@ class GatewayBreaker:
     _window: OrderedDict[str, _Seen] = field(default_factory=OrderedDict)
     _merchants: dict[str, _Tally] = field(default_factory=dict)
     _total: _Tally = field(default_factory=_Tally)
+    _isolating: set[str] = field(default_factory=set)
+    """Merchants past the isolation line (isolated while another merchant succeeds)."""
     _probed: set[str] = field(default_factory=set)
     inconclusive_probes: int = 0
     """Probes passed over in this half-open spell (known-failing payments, isolated merchants)."""
@@ -180,9 +188,7 @@ class GatewayBreaker:
     def isolated(self, merchant_id: str) -> bool:
         """Nearly all of this merchant's payments fail while another merchant's succeed."""
         tally = self._merchants.get(merchant_id)
-        if tally is None or tally.failing < self.rules.merchant_min_payments:
-            return False
-        if tally.failing < self.rules.failure_share * tally.total:
+        if tally is None or merchant_id not in self._isolating:
             return False
         others_succeeding = (self._total.total - self._total.failing) - (
             tally.total - tally.failing
@@ -190,7 +196,7 @@ class GatewayBreaker:
         return others_succeeding > 0
 
     def isolated_merchants(self) -> list[str]:
-        return sorted(m for m in self._merchants if self.isolated(m))
+        return sorted(m for m in self._isolating if self.isolated(m))
 
     def evidence(self) -> OpenReason:
         """The current evidence, isolated merchants left out."""
@@ -239,6 +245,7 @@ class GatewayBreaker:
         self.inconclusive_probes = 0
         self._window.clear()
         self._merchants.clear()
+        self._isolating.clear()
         self._total = _Tally()
 
     def _remember(self, payment_id: str, merchant_id: str, transient: bool, now: float) -> None:
@@ -271,3 +278,18 @@ class GatewayBreaker:
             self._total.failing += step
         if tally.total == 0:
             del self._merchants[seen.merchant]
+            self._isolating.discard(seen.merchant)
+        else:
+            self._judge_merchant(seen.merchant, tally)
+
+    def _judge_merchant(self, merchant: str, tally: _Tally) -> None:
+        """Move the merchant across the isolation line: in at ``failure_share`` of its
+        payments failing, out only under ``merchant_release_share``."""
+        rules = self.rules
+        if tally.failing < rules.merchant_min_payments:
+            self._isolating.discard(merchant)
+        elif merchant in self._isolating:
+            if tally.failing < rules.merchant_release_share * tally.total:
+                self._isolating.discard(merchant)
+        elif tally.failing >= rules.failure_share * tally.total:
+            self._isolating.add(merchant)

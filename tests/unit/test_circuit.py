@@ -200,6 +200,36 @@ def test_an_isolated_merchants_failures_are_never_spared() -> None:
     assert b.spares("p", "m1", 101.0)
 
 
+def test_an_isolated_merchant_does_not_flap_on_each_success() -> None:
+    """In at 90% of its payments failing, out only under 50%: a merchant hovering around the
+    line (one success, then one failure, ...) stays isolated instead of toggling."""
+    b = breaker(merchant_release_share=0.5)
+    b.record("ok", "healthy", False, 100.0)
+    for i in range(9):
+        b.record(f"bad-{i}", "shaky", True, 100.0)
+    assert b.isolated("shaky")
+    for i in range(4):  # 9 failing of 13 (69%): under the entry line, above the release line
+        b.record(f"fine-{i}", "shaky", False, 100.0)
+        assert b.isolated("shaky")
+    for i in range(6):  # 9 failing of 19 (47%): released
+        b.record(f"better-{i}", "shaky", False, 100.0)
+    assert not b.isolated("shaky")
+    b.record("bad-again", "shaky", True, 100.0)  # 10 of 20: not back in at 50%
+    assert not b.isolated("shaky")
+
+
+def test_a_merchant_whose_failures_age_out_is_released() -> None:
+    """Its failing payments leave the window: under merchant_min_payments, not isolated."""
+    b = breaker(window_seconds=5.0)
+    for i in range(3):
+        b.record(f"bad-{i}", "shaky", True, 100.0)
+    b.record("ok", "healthy", False, 104.0)
+    assert b.isolated("shaky")
+    b.record("ok-later", "healthy", False, 106.0)
+    assert not b.isolated("shaky")
+    assert b.isolated_merchants() == []
+
+
 def test_in_a_real_outage_a_merchant_is_not_isolated() -> None:
     """Isolation needs another merchant succeeding; when all fail, nobody is isolated."""
     b = breaker(min_payments=1000)
