@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from dlq_admin.jobs.ports import JobStore
@@ -43,39 +43,36 @@ class Retention:
         return self.keep.total_seconds() / 86_400
 
     async def purge_once(self) -> int:
-        """Delete every entry past retention now; returns (and logs) how many."""
+        """Delete every entry (and finished job) past retention now; returns (and logs) how
+        many entries."""
         before = self._clock() - self.keep
-        purged = 0
-        while True:
-            count = await self.store.purge(before, BATCH)
-            purged += count
-            if count < BATCH:
-                break
-        if purged:
-            log.info(
-                "purged %d discarded or replayed DLQ entries older than %s",
-                purged,
-                self.keep,
-                extra={"purged": purged},
-            )
+        purged = await self._purge(
+            self.store.purge, before, BATCH, "discarded or replayed DLQ entries", "purged"
+        )
         self._observe(purged)
-        await self._purge_jobs(before)
+        await self._purge(
+            self.store.purge_jobs, before, JOB_BATCH, "finished replay jobs", "purged_jobs"
+        )
         return purged
 
-    async def _purge_jobs(self, before: datetime) -> None:
+    async def _purge(
+        self,
+        purge: Callable[[datetime, int], Awaitable[int]],
+        before: datetime,
+        batch: int,
+        what: str,
+        field: str,
+    ) -> int:
+        """Call ``purge`` batch after batch until a batch comes back short; log the total."""
         purged = 0
         while True:
-            count = await self.store.purge_jobs(before, JOB_BATCH)
+            count = await purge(before, batch)
             purged += count
-            if count < JOB_BATCH:
+            if count < batch:
                 break
         if purged:
-            log.info(
-                "purged %d finished replay jobs older than %s",
-                purged,
-                self.keep,
-                extra={"purged_jobs": purged},
-            )
+            log.info("purged %d %s older than %s", purged, what, self.keep, extra={field: purged})
+        return purged
 
     async def due_within(self, horizon: timedelta = timedelta(hours=24)) -> int:
         """Entries that pass retention within ``horizon`` from now (purged by then)."""
