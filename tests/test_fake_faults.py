@@ -35,9 +35,7 @@ async def charge(
     http: httpx.AsyncClient, gateway: RunningGateway, key: str, merchant: str = "m_1"
 ) -> httpx.Response:
     body = {"amount": 1999, "currency": "EUR", "payment_method": "pm_x", "merchant_id": merchant}
-    return await http.post(
-        gateway.url + "/v1/charges", json=body, headers={"Idempotency-Key": key}
-    )
+    return await http.post(gateway.url + "/v1/charges", json=body, headers={"Idempotency-Key": key})
 
 
 async def test_payment_sticky_faults_fail_the_same_payments_on_every_attempt(
