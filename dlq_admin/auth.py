@@ -98,6 +98,7 @@ class Authenticator:
         self._digests = [_Digest(Principal(t.name, t.role), _hash(t.secret)) for t in tokens]
         if not self._digests:
             raise TokenConfigError("no admin token configured: set PAYPROC_ADMIN_TOKEN")
+        self._by_name = {d.principal.name: d for d in self._digests}
 
     @property
     def names(self) -> list[str]:
@@ -115,6 +116,20 @@ class Authenticator:
         if found is None:
             raise Unauthenticated("invalid bearer token")
         return found
+
+    def session_proof(self, principal: Principal, session_id: str) -> str | None:
+        """What ties a console session to the token it was signed in with: the hex
+        HMAC-SHA256 of ``session_id`` keyed by the digest of the token named
+        ``principal.name``; None unless such a token is configured with ``principal.role``.
+
+        Recomputed on every use of the session, it stops matching once the token is removed,
+        its role changes or it is rotated. Stored beside the session, it reveals nothing
+        about the token to a reader who lacks the session id (which only the browser holds).
+        """
+        found = self._by_name.get(principal.name)
+        if found is None or found.principal != principal:
+            return None
+        return hmac.new(found.digest, session_id.encode(), hashlib.sha256).hexdigest()
 
     @staticmethod
     def authorize(principal: Principal, needed: Role) -> None:

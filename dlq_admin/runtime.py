@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dlq_admin.amqp import AmqpQueueProbe, AmqpReplayPublisher, DlqConsumer, declare_dlq_topology
 from dlq_admin.auth import Authenticator, ConfiguredToken, configured_tokens
 from dlq_admin.console import Console, ConsoleConfig, mount_console
+from dlq_admin.console.session_rows import SqlSessionRows
 from dlq_admin.errors import TokenConfigError
 from dlq_admin.jobs.execution import JobExecution
 from dlq_admin.jobs.runner import JobRunner
@@ -172,6 +173,7 @@ class AdminRuntime:
                 self.app,
                 service,
                 ConsoleConfig(secure=settings.admin_console_https, ttl=settings.admin_session_ttl),
+                SqlSessionRows(engine, settings.namespace),
             )
             self.app.state.metrics = metrics.render
             self.app.state.readiness = self.readiness

@@ -17,6 +17,7 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+import schemas.console_tables
 import schemas.dlq_tables
 import schemas.replay_job_tables
 import schemas.tables  # noqa: F401  (registers the tables on SQLModel.metadata)

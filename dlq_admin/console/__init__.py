@@ -2,9 +2,10 @@
 
 The console is another face of the same ``DlqAdmin`` the JSON API calls, in the same process,
 with the same tokens, roles and audit log: a replay from a page is the very call
-``POST /dlq/messages/{id}/replay`` makes. ``sessions`` signs a browser in (a server-side
-session behind an HMAC-signed cookie, never the token); ``deps`` checks sessions, CSRF tokens
-and roles and turns refusals into pages; ``render`` holds the Jinja2 environment (autoescape
+``POST /dlq/messages/{id}/replay`` makes. ``sessions`` signs a browser in (a session held
+in the admin's database, shared by every replica, behind a cookie carrying a random id, never
+the token; its SQL in ``session_rows``); ``deps`` checks sessions, CSRF tokens and roles and
+turns refusals into pages; ``render`` holds the Jinja2 environment (autoescape
 on) and the security headers; ``pages`` has one module per page group; ``optional`` finds
 capabilities this admin may lack (replay jobs, ``unknown`` payments). ``static/`` holds the
 stylesheet and the one small script (progressive enhancement only: every page works
@@ -31,7 +32,7 @@ from dlq_admin.console.pages import (
     sign_in,
 )
 from dlq_admin.console.render import SECURITY_HEADERS, STATIC
-from dlq_admin.console.sessions import ConsoleConfig, SessionStore
+from dlq_admin.console.sessions import ConsoleConfig, SessionRows, SessionStore
 from dlq_admin.service import DlqAdmin
 
 __all__ = ["Console", "ConsoleConfig", "mount_console"]
@@ -45,9 +46,13 @@ class _Static(StaticFiles):
         return response
 
 
-def mount_console(app: FastAPI, service: DlqAdmin, config: ConsoleConfig) -> Console:
-    """Serve the console at ``/ui/`` of ``app``; returns its state (sessions, config)."""
-    console = Console(service, SessionStore(config.ttl), config)
+def mount_console(
+    app: FastAPI, service: DlqAdmin, config: ConsoleConfig, session_rows: SessionRows
+) -> Console:
+    """Serve the console at ``/ui/`` of ``app``, its sessions in ``session_rows``; returns
+    its state (sessions, config)."""
+    sessions = SessionStore(session_rows, service.authenticator, config.ttl)
+    console = Console(service, sessions, config)
     app.state.console = console
     for module in (sign_in, overview, groups, entries, entry, edit, jobs, new_job, audit):
         app.include_router(module.router)

@@ -97,7 +97,7 @@ class ConsoleRoute(APIRoute):
 async def signed_in(request: Request) -> Session:
     """The live session of this browser, else ``SignInRequired``."""
     cookie = request.cookies.get(COOKIE)
-    session = console_of(request).sessions.find(cookie)
+    session = await console_of(request).sessions.find(cookie)
     if session is None:
         raise SignInRequired(expired=bool(cookie))
     request.state.console_session = session

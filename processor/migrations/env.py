@@ -9,6 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
+import schemas.console_tables
 import schemas.dlq_tables
 import schemas.replay_job_tables
 import schemas.tables  # noqa: F401  (register every table on SQLModel.metadata)

@@ -1,9 +1,10 @@
 """Sign in with an admin token, sign out.
 
 The token is checked by ``DlqAdmin.authenticate`` exactly as an API call's bearer token (a
-refusal is audited); on success the browser gets a session cookie naming a server-side
-session, never the token. The sign-in form has its own CSRF token (double submit with a
-short-lived cookie), so another site cannot sign a browser in as someone else.
+refusal is audited); on success the browser gets a session cookie naming a session held
+in the admin's database (valid on every replica until it expires or is signed out), never
+the token. The sign-in form has its own CSRF token (double submit with a short-lived cookie),
+so another site cannot sign a browser in as someone else.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ async def sign_in_page(
     expired: Annotated[str | None, Query(max_length=5)] = None,
     signed_out: Annotated[str | None, Query(max_length=5)] = None,
 ) -> Response:
-    if console.sessions.find(request.cookies.get(COOKIE)) is not None:
+    if await console.sessions.find(request.cookies.get(COOKIE)) is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
     notice = None
     if expired:
@@ -99,7 +100,7 @@ async def sign_in(request: Request, console: ConsoleDep) -> Response:
             error="That token is not valid.",
             status=401,
         )
-    _, cookie = console.sessions.create(principal)
+    _, cookie = await console.sessions.create(principal)
     await console.service.audit(Actor(principal, client), "console.sign_in", None, "ok")
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(
@@ -117,7 +118,7 @@ async def sign_in(request: Request, console: ConsoleDep) -> Response:
 
 @router.post("/logout", name="console.sign_out")
 async def sign_out(console: ConsoleDep, form: Form) -> Response:
-    console.sessions.end(form.session)
+    await console.sessions.end(form.session)
     await console.service.audit(form.actor, "console.sign_out", None, "ok")
     response = RedirectResponse("/ui/login?signed_out=1", status_code=303)
     response.delete_cookie(

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from playwright.async_api import expect
 
+from schemas.tables import utcnow
 from tests.dlq_admin.conftest import OPERATOR_TOKEN
 from tests.dlq_admin.console.conftest import Person, Served
 
@@ -65,7 +67,8 @@ async def test_an_expired_session_asks_to_sign_in_again(alice: Person, served: S
     await alice.open("/ui/audit")
     await expect(alice.page.get_by_role("heading", name="Audit log")).to_be_visible()
     sessions = served.console.sessions
-    sessions.clock = lambda: time.monotonic() + sessions.ttl + 1  # the sign-in's lifetime passes
+    lifetime = timedelta(seconds=sessions.ttl + 1)
+    sessions.clock = lambda: utcnow() + lifetime  # the sign-in's lifetime passes
     await alice.open("/ui/audit")
     await expect(alice.page.get_by_role("status")).to_have_text(
         "Your session expired. Sign in again."
