@@ -19,8 +19,9 @@ single replay of the API (steps 1-4 for one entry, optionally with an edited bod
 ``Replay.publish_batch`` does steps 3-4 for entries a caller already checked and claimed (a
 replay job's round, ``dlq_admin.jobs.execution``, which claims its batch with
 ``JobStore.claim_entries``): published paced by the token bucket with their confirms in
-flight at once, then settled in one transaction. The rules both share (what is replayable,
-what is published) are in ``dlq_admin.replay_rules``.
+flight at once, then settled in one transaction; the batch's ``payment.replayed`` events go
+out while the caller goes on (``announced`` waits for them, the next batch does first). The
+rules both share (what is replayable, what is published) are in ``dlq_admin.replay_rules``.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ class Replay:
         self.truth_check: ReplayCheck = refuse_unknown
         """Outcome truth (``replay_truth``): refuses a replay the gateway may have charged
         (an ``unknown`` payment; past the idempotency window, a lookup first)."""
+        self._announcing: asyncio.Task[None] | None = None
+        """The ``payment.replayed`` events of the latest batch, while they are published."""
 
     def stale_before(self) -> datetime:
         """A ``replaying`` claim untouched since then was abandoned (its process died)."""
@@ -181,7 +184,11 @@ class Replay:
         then settle them in one transaction: ``replayed`` exactly for the confirmed
         publishes, back to ``parked`` for the refused ones. Cancelled mid-batch, the entries
         stay claimed (``replaying``): which publishes went out is unknown. An unexpected
-        error of a publish leaves its entries claimed and is raised after the rest settled."""
+        error of a publish leaves its entries claimed and is raised after the rest settled.
+
+        The ``payment.replayed`` events of the settled entries are published in the
+        background, after those of the previous batch went out: optional to consume and to
+        deliver, they need not hold up the caller's next round."""
         messages = [replay_message(entry) for entry in entries]
         batches: list[tuple[int, asyncio.Task[list[PublishNotConfirmed | None]]]] = []
         sent = 0
@@ -235,30 +242,47 @@ class Replay:
             "dlq entries replayed",
             extra={"actor": actor.name, "replayed": len(replayed), "failed": len(failed)},
         )
-        await self._announce(actor, replayed, when)
+        await self.announced()
+        self._announcing = asyncio.create_task(self._announce(actor, replayed, when))
         if unknown is not None:
             raise unknown
         return Published(replayed_ids, failed)
+
+    async def announced(self) -> None:
+        """Wait until the ``payment.replayed`` events of the latest batch went out (or failed:
+        that is only logged)."""
+        task, self._announcing = self._announcing, None
+        if task is not None:
+            await task
+
+    def stop_announcing(self) -> None:
+        """Give up publishing the events of the latest batch (the job was stopped)."""
+        task, self._announcing = self._announcing, None
+        if task is not None:
+            task.cancel()
 
     async def _announce(self, actor: Actor, entries: list[ClaimedEntry], when: datetime) -> None:
         """``payment.replayed`` for each replayed entry, pipelined; events are optional to
         consume and to deliver, so a failure is only logged."""
         at = when.isoformat()
-        errors = await self.publisher.publish_events(
-            [
-                (
-                    "payment.replayed",
-                    {
-                        "payment_id": entry.payment_id or entry.message_id,
-                        "status": "replayed",
-                        "dlq_entry_id": entry.id,
-                        "replayed_by": actor.name,
-                        "edited": False,
-                        "processed_at": at,
-                    },
-                )
-                for entry in entries
-            ]
-        )
+        events = [
+            (
+                "payment.replayed",
+                {
+                    "payment_id": entry.payment_id or entry.message_id,
+                    "status": "replayed",
+                    "dlq_entry_id": entry.id,
+                    "replayed_by": actor.name,
+                    "edited": False,
+                    "processed_at": at,
+                },
+            )
+            for entry in entries
+        ]
+        try:
+            errors = await self.publisher.publish_events(events)
+        except Exception:
+            log.exception("%d payment.replayed events not published", len(events))
+            return
         if errors:
             log.warning("%d payment.replayed events not published: %s", len(errors), errors[0])

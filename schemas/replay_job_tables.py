@@ -5,8 +5,9 @@ canary, and the lease (``lease_owner`` until ``lease_expires_at``) that lets exa
 admin process run it at a time. ``replay_job_entries`` is the frozen selection: the entry
 ids that matched when the job was created, in the order the job publishes them (interleaved
 by merchant), each with its progress (``waiting``, ``claimed``, ``published``, ``succeeded``,
-``failed``, ``skipped``). A job's figures are one ``GROUP BY state`` over its entries, so
-they add up at every read.
+``failed``, ``skipped``). ``replay_job_counts`` holds how many of a job's entries are in
+each state, changed in the transaction that moves the entries: a job's figures are a read of
+a few rows, whatever the job's size, and they add up at every read.
 """
 
 from __future__ import annotations
@@ -71,3 +72,15 @@ class ReplayJobEntryRow(SQLModel, table=True):
     """Why it was skipped (``payment_succeeded``, ``status_discarded``, ...)."""
     published_at: datetime | None = None
     settled_at: datetime | None = None
+
+
+class ReplayJobCountRow(SQLModel, table=True):
+    """How many frozen entries of a job are in ``state`` (skipped ones by ``note``, their
+    reason; ``''`` for the other states)."""
+
+    __tablename__ = "replay_job_counts"
+
+    job_id: str = Field(primary_key=True, max_length=36)
+    state: str = Field(primary_key=True, max_length=16)
+    note: str = Field(default="", primary_key=True, max_length=64)
+    entries: int = 0

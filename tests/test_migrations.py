@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 from sqlmodel import SQLModel
 
 from processor.config import Settings
@@ -52,6 +53,49 @@ async def test_upgrade_creates_a_schema_identical_to_the_models(empty_database: 
         assert await current_revision(engine) == head_revision()
     finally:
         await engine.dispose()
+
+
+async def test_upgrade_counts_the_entries_of_jobs_created_before_the_counts(empty_database: str):
+    """0004 fills ``replay_job_counts`` from the entries of the jobs that already exist: per
+    state, skipped entries by reason, as the admin keeps them from then on."""
+    engine = make_engine(empty_database)
+    entries = [
+        ("a", 0, "waiting", None),
+        ("a", 1, "waiting", None),
+        ("a", 2, "published", None),
+        ("a", 3, "skipped", "payment_succeeded"),
+        ("a", 4, "skipped", "payment_succeeded"),
+        ("a", 5, "skipped", "lookup_unavailable"),
+        ("b", 0, "succeeded", None),
+    ]
+    try:
+        await upgrade(engine, "0003")
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO replay_job_entries (job_id, position, entry_id, state, note) "
+                    "VALUES (:job, :position, :entry, :state, :note)"
+                ),
+                [
+                    {"job": j, "position": p, "entry": f"{j}{p}", "state": s, "note": n}
+                    for j, p, s, n in entries
+                ],
+            )
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT job_id, state, note, entries FROM replay_job_counts")
+            )
+            counts = {tuple(row) for row in rows}
+    finally:
+        await engine.dispose()
+    assert counts == {
+        ("a", "waiting", "", 2),
+        ("a", "published", "", 1),
+        ("a", "skipped", "payment_succeeded", 2),
+        ("a", "skipped", "lookup_unavailable", 1),
+        ("b", "succeeded", "", 1),
+    }
 
 
 def test_db_upgrade_command_migrates_and_current_reports_it(empty_database: str):

@@ -151,6 +151,19 @@ class JobExecution:
         return self._replay
 
     async def run(self) -> None:
+        """Recover, then run rounds until the job stops; the ``payment.replayed`` events of
+        the last batch are awaited (given up when the job is cancelled)."""
+        try:
+            await self._rounds()
+        except asyncio.CancelledError:
+            if self._replay is not None:
+                self._replay.stop_announcing()
+            raise
+        finally:
+            if self._replay is not None:
+                await self._replay.announced()
+
+    async def _rounds(self) -> None:
         await self.recover()
         while True:
             job = await self.jobs.get_job(self.job_id)

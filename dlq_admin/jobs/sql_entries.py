@@ -8,6 +8,7 @@ crash the job knows which ``replaying`` entries are its own.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dlq_admin.jobs.model import EntryState, JobEntry
-from dlq_admin.jobs.sql_jobs import job_entries, jobs
+from dlq_admin.jobs.sql_jobs import Counts, add_counts, job_entries, jobs
 from dlq_admin.rows import ClaimedEntry
 from dlq_admin.store._base import (
     IN_CHUNK,
@@ -37,30 +38,62 @@ FOLLOW_LIMIT = 5000
 """Followed entries looked at per ``follow`` (the oldest first): bounds its cost."""
 
 
+def _at(job_id: str, positions: Sequence[int]) -> list[Any]:
+    """Conditions naming the job's entries at ``positions`` (not empty), and the range of
+    positions they lie in.
+
+    The range selects nothing more, but it keeps the planner on the primary key: without
+    statistics PostgreSQL guesses that ``job_id = :id`` alone matches a handful of rows and
+    reads every index entry of the job (100,000, and their dead versions) to pick 500
+    positions out; with the range it reads the key between the first and last position."""
+    je = job_entries.c
+    return [
+        je.job_id == job_id,
+        je.position.in_(list(positions)),
+        je.position.between(min(positions), max(positions)),
+    ]
+
+
 async def _move(
     conn: AsyncConnection,
     job_id: str,
     positions: Sequence[int],
     current: EntryState,
+    counts: Counts,
     **values: Any,
 ) -> None:
-    """Set ``values`` on the job's entries at ``positions`` that are still ``current``, one
-    UPDATE per ``IN_CHUNK`` positions (an entry another step moved on is left alone)."""
+    """Set ``values`` (a new ``state``, maybe a ``note``) on the job's entries at
+    ``positions`` that are still ``current``, one UPDATE per ``IN_CHUNK`` positions (an entry
+    another step moved on is left alone), and note the move in ``counts``."""
     je = job_entries.c
+    moved = 0
     for start in range(0, len(positions), IN_CHUNK):
-        await conn.execute(
+        result = await conn.execute(
             update(job_entries)
-            .where(
-                je.job_id == job_id,
-                je.position.in_(list(positions[start : start + IN_CHUNK])),
-                je.state == current.value,
-            )
+            .where(*_at(job_id, positions[start : start + IN_CHUNK]), je.state == current.value)
             .values(**values)
         )
+        moved += int(result.rowcount or 0)
+    counts[(current.value, "")] -= moved
+    counts[(values["state"], values.get("note") or "")] += moved
 
 
 class SqlJobEntries(SqlBase):
     """The frozen entries of ``JobStore``, and the retention purge."""
+
+    async def _moves(
+        self,
+        conn: AsyncConnection,
+        job_id: str,
+        current: EntryState,
+        moves: Sequence[tuple[Sequence[int], dict[str, Any]]],
+    ) -> None:
+        """``_move`` each ``(positions, values)`` of ``moves`` from ``current``, then add the
+        moves to the job's counts, in the caller's transaction."""
+        counts: Counts = Counter()
+        for positions, values in moves:
+            await _move(conn, job_id, positions, current, counts, **values)
+        await add_counts(conn, self._insert, job_id, counts)
 
     async def entries_in_state(self, job_id: str, state: str, limit: int) -> list[JobEntry]:
         je = job_entries.c
@@ -81,35 +114,36 @@ class SqlJobEntries(SqlBase):
         by_note: dict[str, list[int]] = {}
         for position, note in notes.items():
             by_note.setdefault(note, []).append(position)
+        skipped = EntryState.SKIPPED.value
         async with self._tx() as conn:
-            for note, ids in by_note.items():
-                await _move(
-                    conn,
-                    job_id,
-                    ids,
-                    EntryState.WAITING,
-                    state=EntryState.SKIPPED.value,
-                    note=note[:64],
-                    settled_at=now,
-                )
+            await self._moves(
+                conn,
+                job_id,
+                EntryState.WAITING,
+                [
+                    (ids, {"state": skipped, "note": note[:64], "settled_at": now})
+                    for note, ids in by_note.items()
+                ],
+            )
 
     async def claim_entries(
         self, job_id: str, entries_: Sequence[JobEntry], stale_before: datetime
     ) -> dict[str, ClaimedEntry]:
         position = {e.entry_id: e.position for e in entries_}
         claimed: dict[str, ClaimedEntry] = {}
+        counts: Counts = Counter()
         async with self._tx() as conn:
             async for batch in claim_in_chunks(conn, self._ns, list(position), stale_before):
                 claimed.update((e.id, e) for e in batch)
-                if batch:
-                    await conn.execute(
-                        update(job_entries)
-                        .where(
-                            job_entries.c.job_id == job_id,
-                            job_entries.c.position.in_([position[e.id] for e in batch]),
-                        )
-                        .values(state=EntryState.CLAIMED.value)
-                    )
+                await _move(
+                    conn,
+                    job_id,
+                    [position[e.id] for e in batch],
+                    EntryState.WAITING,
+                    counts,
+                    state=EntryState.CLAIMED.value,
+                )
+            await add_counts(conn, self._insert, job_id, counts)
         return claimed
 
     async def settle_entries(
@@ -117,13 +151,15 @@ class SqlJobEntries(SqlBase):
     ) -> None:
         now = utcnow()
         async with self._tx() as conn:
-            for ids, state, at in (
-                (published, EntryState.PUBLISHED, now),
-                (unpublished, EntryState.WAITING, None),
-            ):
-                await _move(
-                    conn, job_id, ids, EntryState.CLAIMED, state=state.value, published_at=at
-                )
+            await self._moves(
+                conn,
+                job_id,
+                EntryState.CLAIMED,
+                [
+                    (published, {"state": EntryState.PUBLISHED.value, "published_at": now}),
+                    (unpublished, {"state": EntryState.WAITING.value, "published_at": None}),
+                ],
+            )
             if published:
                 await conn.execute(
                     update(jobs).where(jobs.c.id == job_id).values(last_published_at=now)
@@ -135,7 +171,7 @@ class SqlJobEntries(SqlBase):
         # over ``dlq_entries`` is planned as a scan per row by SQLite.
         je = job_entries.c
         now = utcnow()
-        async with self._tx() as conn:
+        async with self._keyed_tx() as conn:
             rows = (
                 await conn.execute(
                     select(je.position, je.entry_id, je.payment_id)
@@ -173,13 +209,15 @@ class SqlJobEntries(SqlBase):
                         failed.append(r.position)
                     elif r.payment_id in final:
                         succeeded.append(r.position)
-            for positions, state in (
-                (failed, EntryState.FAILED),
-                (succeeded, EntryState.SUCCEEDED),
-            ):
-                await _move(
-                    conn, job_id, positions, EntryState.PUBLISHED, state=state.value, settled_at=now
-                )
+            await self._moves(
+                conn,
+                job_id,
+                EntryState.PUBLISHED,
+                [
+                    (failed, {"state": EntryState.FAILED.value, "settled_at": now}),
+                    (succeeded, {"state": EntryState.SUCCEEDED.value, "settled_at": now}),
+                ],
+            )
 
     async def entry_statuses(self, entry_ids: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}

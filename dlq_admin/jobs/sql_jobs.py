@@ -1,29 +1,57 @@
 """The ``replay_jobs`` side of ``SqlJobStore``: jobs, their figures, state and lease.
 
 * A job and its frozen entries are inserted in one transaction, entries in batches.
-* A job's figures are one ``GROUP BY state`` over its entries: they add up at every read.
+* A job's figures are its rows of ``replay_job_counts``, changed (``add_counts``) in the
+  transaction that moves its entries: one read of a few rows, and they add up at every read.
 * The lease is a conditional ``UPDATE`` of the job row: of two admins only one sees
   ``rowcount == 1``.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import RowMapping, delete, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dlq_admin.jobs.model import EntryState, Figures, Job, NewJob
 from dlq_admin.store._base import SqlBase
-from schemas.replay_job_tables import ReplayJobEntryRow, ReplayJobRow
+from schemas.replay_job_tables import ReplayJobCountRow, ReplayJobEntryRow, ReplayJobRow
 from schemas.replay_jobs import Canary, JobSelection, JobState
 from schemas.tables import utcnow
 
 jobs = ReplayJobRow.__table__  # type: ignore[attr-defined]
 job_entries = ReplayJobEntryRow.__table__  # type: ignore[attr-defined]
+job_counts = ReplayJobCountRow.__table__  # type: ignore[attr-defined]
 _INSERT_BATCH = 1000
+
+Counts = Counter[tuple[str, str]]
+"""Changes of a job's counts: ``{(state, note): entries}`` (``note`` is ``''`` but for
+skipped entries)."""
+
+
+async def add_counts(conn: AsyncConnection, insert: Any, job_id: str, counts: Counts) -> None:
+    """Add ``counts`` to the job's counts in one statement, inside the transaction that moved
+    the entries (an upsert: the first entry of a state, or of a skip reason, adds its row).
+    Called after the entries moved, so the count rows are the last rows it locks."""
+    c = job_counts.c
+    rows = [
+        {"job_id": job_id, "state": state, "note": note, "entries": n}
+        for (state, note), n in sorted(counts.items())
+        if n
+    ]
+    if rows:
+        statement = insert(job_counts).values(rows)
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[c.job_id, c.state, c.note],
+                set_={"entries": c.entries + statement.excluded.entries},
+            )
+        )
 
 
 def _job(m: RowMapping) -> Job:
@@ -96,6 +124,15 @@ class SqlJobs(SqlBase):
                     for i, e in enumerate(job.entries[start : start + _INSERT_BATCH])
                 ]
                 await conn.execute(job_entries.insert(), rows)
+            if job.entries:
+                await conn.execute(
+                    job_counts.insert().values(
+                        job_id=job.id,
+                        state=EntryState.WAITING.value,
+                        note="",
+                        entries=len(job.entries),
+                    )
+                )
 
     async def get_job(self, job_id: str) -> Job | None:
         async with self._tx() as conn:
@@ -121,27 +158,19 @@ class SqlJobs(SqlBase):
     async def figures(self, job_ids: Sequence[str]) -> dict[str, Figures]:
         if not job_ids:
             return {}
-        je = job_entries.c
+        c = job_counts.c
         counts: dict[str, dict[str, int]] = {job_id: {} for job_id in job_ids}
         skipped: dict[str, dict[str, int]] = {job_id: {} for job_id in job_ids}
-        ids = list(job_ids)
         async with self._tx() as conn:
-            # The counts come from one statement (one snapshot), so they add up; it is
-            # served by the (job_id, state) index alone. The skip reasons are read next.
+            # One statement (one snapshot) over a few rows per job: the counts add up.
             rows = await conn.execute(
-                select(je.job_id, je.state, func.count())
-                .where(je.job_id.in_(ids))
-                .group_by(je.job_id, je.state)
+                select(c.job_id, c.state, c.note, c.entries).where(c.job_id.in_(list(job_ids)))
             )
-            for job_id, state, count in rows:
-                counts[str(job_id)][str(state)] = int(count)
-            rows = await conn.execute(
-                select(je.job_id, je.note, func.count())
-                .where(je.job_id.in_(ids), je.state == EntryState.SKIPPED.value)
-                .group_by(je.job_id, je.note)
-            )
-            for job_id, note, count in rows:
-                skipped[str(job_id)][str(note)] = int(count)
+            for job_id, state, note, n in rows:
+                by_state = counts[str(job_id)]
+                by_state[str(state)] = by_state.get(str(state), 0) + int(n)
+                if state == EntryState.SKIPPED.value and n:
+                    skipped[str(job_id)][str(note)] = int(n)
         return {
             job_id: Figures.from_counts(sum(c.values()), c, skipped[job_id])
             for job_id, c in counts.items()
@@ -223,6 +252,7 @@ class SqlJobs(SqlBase):
             if not ids:
                 return 0
             await conn.execute(delete(job_entries).where(job_entries.c.job_id.in_(ids)))
+            await conn.execute(delete(job_counts).where(job_counts.c.job_id.in_(ids)))
             result = await conn.execute(delete(jobs).where(jobs.c.id.in_(ids), *finished))
         return int(result.rowcount or 0)
 

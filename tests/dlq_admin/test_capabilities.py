@@ -140,5 +140,6 @@ async def test_publish_batch_settles_exactly_the_confirmed_entries_and_announces
     first = publisher.requests[0]
     assert first.body == b'{"payment_id": "p0"}'
     assert first.headers == {h.REPLAY_OF: "e0", h.TRACEPARENT: f"00-{0:032x}-{0:016x}-01"}
+    await replay.announced()  # the events go out while the caller goes on
     assert [e[1]["dlq_entry_id"] for e in publisher.events] == ["e0", "e2", "e4"]
     assert sorted(observed) == [("replay", "failed")] * 2 + [("replay", "replayed")] * 3
