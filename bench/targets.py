@@ -275,6 +275,7 @@ def jobs_targets(plan: Plan) -> list[Target]:
                 value=jobs_value(db, lambda m: m.sustained_rate),
                 need=at_least(2000.0),
                 fields=(("entries", jobs_value(db, lambda m: m.entries, "{:,.0f}".format)),),
+                cause=partial(causes.replay_job, db),
             ),
             Target(
                 f"paced replay job within 10% of its rate ({db})",

@@ -24,6 +24,7 @@ from bench.results import (
     ConsoleResults,
     Latencies,
     PageTime,
+    ReplayJobFigures,
     Results,
 )
 from bench.targets import Target, Verdict, at_least, at_most, evaluate, verdicts
@@ -190,6 +191,31 @@ def test_a_slow_bulk_replay_explains_the_gap_by_the_replay_job_rounds(results: R
     assert replay.met is False
     assert replay.cause.startswith("the replay job publishes in rounds of 500 entries")
     assert "(0.62 ms per entry here)" in replay.cause
+
+
+def test_a_slow_replay_job_explains_the_gap_by_its_rounds_per_entry(results: Results) -> None:
+    results = replace(results, scenarios=(*ALL, "jobs"))
+    results.replay_jobs = {
+        "postgres": ReplayJobFigures(
+            db="postgres",
+            entries=100_000,
+            paced_rate=500.0,
+            paced_measured=505.0,
+            paced_published=3_000,
+            sustained_rate=1_250.0,
+            sustained_published=97_000,
+            sustained_seconds=77.6,
+            list_while_running=latencies(30.0),
+            job_view_while_running=latencies(30.0),
+            queue_depth=100_000,
+        )
+    }
+
+    job = by_name(results)["replay job sustained >= 2,000 entries/s at 100,000 entries (postgres)"]
+
+    assert job.met is False
+    assert job.cause.startswith("the replay job publishes in rounds of 500 entries")
+    assert "(0.80 ms per entry over 97,000 entries;" in job.cause
 
 
 def test_a_missing_peer_figure_is_not_measured_and_the_5x_row_is_left_out(
