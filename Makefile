@@ -31,6 +31,7 @@ lint: $(BENCH_STAMP)
 test: $(STAMP) lint
 	./scripts/ensure-services.sh postgres
 	./scripts/ensure-chromium.sh
+	./scripts/ensure-deploy-tools.sh
 	$(BIN)/pytest -q -p no:cacheprovider --durations=15
 	PAYPROC_TEST_DB=postgres $(BIN)/pytest -q -p no:cacheprovider --durations=15 \
 		--ignore=tests/test_cluster.py --ignore=tests/deploy
