@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dlq_admin.amqp import DlqConsumer
 from dlq_admin.runtime import AdminRuntime
@@ -37,6 +38,11 @@ class Admin:
     def service(self) -> DlqAdmin:
         assert self.runtime.service is not None
         return self.runtime.service
+
+    @property
+    def engine(self) -> AsyncEngine:
+        assert self.runtime.engine is not None
+        return self.runtime.engine
 
     @property
     def consumer(self) -> DlqConsumer:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from retry.names import DEAD_ROUTING_KEY, Names
 from schemas import headers as h
+from schemas.tables import PaymentRow, utcnow
 
 T = TypeVar("T")
 
@@ -176,3 +178,25 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not reached within {timeout}s; last: {value!r}")
         await asyncio.sleep(interval)
+
+
+async def record_succeeded(
+    engine: AsyncEngine, payment_ids: Sequence[str], merchant_id: str = "m_123"
+) -> None:
+    """Record payments as succeeded in the worker's table (what a worker would write)."""
+    rows = [
+        PaymentRow(
+            payment_id=payment_id,
+            status="succeeded",
+            attempts=1,
+            amount=1999,
+            currency="EUR",
+            merchant_id=merchant_id,
+            fingerprint=f"1999:EUR:{merchant_id}",
+            gateway_charge_id="ch_done",
+            updated_at=utcnow(),
+        ).model_dump()
+        for payment_id in payment_ids
+    ]
+    async with engine.begin() as conn:
+        await conn.execute(PaymentRow.__table__.insert(), rows)  # type: ignore[attr-defined]

@@ -20,33 +20,20 @@ from dlq_admin.jobs import execution
 from dlq_admin.jobs.execution import Pacing
 from processor.producer import payment_message, publish_bodies
 from schemas.dlq_tables import DlqEntryRow
-from schemas.tables import PaymentRow, utcnow
 from tests.dlq_admin.conftest import OPERATOR, Admin, StartAdmin
-from tests.dlq_admin.helpers import eventually, park, park_many, queue_depth, request_body
+from tests.dlq_admin.helpers import (
+    eventually,
+    park,
+    park_many,
+    queue_depth,
+    record_succeeded,
+    request_body,
+)
 from tests.dlq_admin.jobs_support import Job, control, get_job, published_requests, wait_job
 from tests.support.collect import Collector
 
 REJECTED = "gateway_rejected|amount_invalid|422|-"
 EXHAUSTED = "retries_exhausted|http_503|503|-"
-
-
-async def _succeeded(admin: Admin, payment_id: str) -> None:
-    """Record a payment as succeeded in the worker's table."""
-    engine = admin.runtime.engine
-    assert engine is not None
-    row = PaymentRow(
-        payment_id=payment_id,
-        status="succeeded",
-        attempts=1,
-        amount=1999,
-        currency="EUR",
-        merchant_id="m_123",
-        fingerprint="1999:EUR:m_123",
-        gateway_charge_id="ch_done",
-        updated_at=utcnow(),
-    )
-    async with engine.begin() as conn:
-        await conn.execute(PaymentRow.__table__.insert().values(**row.model_dump()))  # type: ignore[attr-defined]
 
 
 async def _scene(admin: Admin) -> dict[str, Any]:
@@ -65,7 +52,7 @@ async def _scene(admin: Admin) -> dict[str, Any]:
     done = await park(admin.connection, admin.names)
     gone = await park(admin.connection, admin.names)
     await admin.wait_handled(7)
-    await _succeeded(admin, done["payment_id"])
+    await record_succeeded(admin.engine, [done["payment_id"]])
     by_pid = {i["payment_id"]: i["id"] for i in await admin.entries()}
     response = await admin.client.delete(
         f"/dlq/messages/{by_pid[gone['payment_id']]}", headers=OPERATOR
@@ -330,7 +317,7 @@ async def test_batch_boundaries_keep_the_limit_the_order_and_the_skips(
     await admin.wait_handled(11)
     entries = await _entries_by_payment(admin)
     ids = [entries[b["payment_id"]][0] for b in bodies]
-    await _succeeded(admin, bodies[2]["payment_id"])
+    await record_succeeded(admin.engine, [bodies[2]["payment_id"]])
     discarded = await admin.client.delete(f"/dlq/messages/{ids[5]}", headers=OPERATOR)
     assert discarded.status_code == 200
     eligible = [i for n, i in enumerate(ids) if n not in (2, 5)]

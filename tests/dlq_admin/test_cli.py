@@ -22,7 +22,7 @@ from aio_pika.abc import AbstractRobustConnection
 from processor.cli import main
 from retry.names import Names
 from tests.dlq_admin.conftest import OPERATOR_TOKEN, TOKENS, VIEWER_TOKEN
-from tests.dlq_admin.helpers import eventually, park, request_body
+from tests.dlq_admin.helpers import eventually, park, record_succeeded, request_body
 from tests.support.processes import ROOT
 
 _LISTENING = re.compile(r"admin API listening on (http://\S+)")
@@ -239,26 +239,11 @@ async def test_cli_lists_shows_groups_replays_and_discards_against_a_real_server
 
 
 async def _payments_succeeded(database_url: str, payment_ids: list[str]) -> None:
-    """Record payments as succeeded in the worker's table (what a worker would write)."""
     from processor.db import make_engine
-    from schemas.tables import PaymentRow, utcnow
 
     engine = make_engine(database_url)
     try:
-        async with engine.begin() as conn:
-            for payment_id in payment_ids:
-                row = PaymentRow(
-                    payment_id=payment_id,
-                    status="succeeded",
-                    attempts=1,
-                    amount=1999,
-                    currency="EUR",
-                    merchant_id="m_cli",
-                    fingerprint="1999:EUR:m_cli",
-                    gateway_charge_id="ch_cli",
-                    updated_at=utcnow(),
-                )
-                await conn.execute(PaymentRow.__table__.insert().values(**row.model_dump()))  # type: ignore[attr-defined]
+        await record_succeeded(engine, payment_ids, merchant_id="m_cli")
     finally:
         await engine.dispose()
 

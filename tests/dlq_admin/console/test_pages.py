@@ -8,33 +8,14 @@ from typing import Any
 
 from playwright.async_api import Browser, expect
 
-from schemas.tables import PaymentRow, utcnow
 from tests.dlq_admin.conftest import OPERATOR_TOKEN
 from tests.dlq_admin.console.conftest import Person, Served
-from tests.dlq_admin.helpers import park, park_many, queue_depth, request_body
+from tests.dlq_admin.helpers import park, park_many, queue_depth, record_succeeded, request_body
 
 
 async def _entry_id(served: Served, **params: Any) -> str:
     [item] = await served.admin.entries(**params)
     return str(item["id"])
-
-
-async def _succeeded(served: Served, payment_id: str) -> None:
-    engine = served.admin.runtime.engine
-    assert engine is not None
-    row = PaymentRow(
-        payment_id=payment_id,
-        status="succeeded",
-        attempts=1,
-        amount=1999,
-        currency="EUR",
-        merchant_id="m_123",
-        fingerprint="1999:EUR:m_123",
-        gateway_charge_id="ch_done",
-        updated_at=utcnow(),
-    )
-    async with engine.begin() as conn:
-        await conn.execute(PaymentRow.__table__.insert().values(**row.model_dump()))  # type: ignore[attr-defined]
 
 
 async def test_overview_counts_refresh_without_a_reload(alice: Person, served: Served) -> None:
@@ -157,7 +138,8 @@ async def test_replay_is_refused_with_the_reason_when_the_payment_is_final(
     await admin.wait_handled(1)
     entry_id = await _entry_id(served, payment_id=body["payment_id"])
     await alice.open(f"/ui/entries/{entry_id}")
-    await _succeeded(served, body["payment_id"])  # meanwhile, the payment succeeded
+    # Meanwhile, the payment succeeded.
+    await record_succeeded(served.admin.engine, [body["payment_id"]])
     await alice.page.get_by_role("button", name="Replay").click()
     await expect(alice.page.get_by_role("alert")).to_contain_text("Replay refused")
     await expect(alice.page.get_by_role("alert")).to_contain_text("already succeeded")
@@ -193,7 +175,7 @@ async def test_payment_lookup(alice: Person, served: Served) -> None:
     admin = served.admin
     body = await park(admin.connection, admin.names)
     await admin.wait_handled(1)
-    await _succeeded(served, body["payment_id"])
+    await record_succeeded(served.admin.engine, [body["payment_id"]])
     await alice.open("/ui/payments")
     await alice.page.get_by_role("textbox", name="Payment id").fill(body["payment_id"])
     await alice.page.get_by_role("button", name="Look up").click()
