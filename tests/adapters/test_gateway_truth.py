@@ -30,8 +30,6 @@ from retry.policy import (
 from schemas.payment import PaymentRequest
 from tests.support.raw_server import charge_against
 
-BASE = "http://gateway.test"
-
 
 def make_request(amount: int = 1999) -> PaymentRequest:
     return PaymentRequest.model_validate(
@@ -64,18 +62,6 @@ def test_each_transport_error_is_reported_as_what_happened(
 ) -> None:
     """Connect-phase errors mean nothing was sent; everything later may have been delivered."""
     assert wire_failure(exc) is kind
-
-
-@pytest.fixture
-def router() -> respx.Router:
-    return respx.Router(base_url=BASE, assert_all_called=False)
-
-
-@pytest.fixture
-async def gateway(router: respx.Router) -> AsyncIterator[HttpGateway]:
-    client = HttpGateway(BASE, 1.0, transport=httpx.MockTransport(router.async_handler))
-    yield client
-    await client.aclose()
 
 
 @pytest.mark.parametrize(

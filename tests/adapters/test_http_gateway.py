@@ -18,9 +18,9 @@ from processor.adapters.http_gateway import CONNECT_RETRIES, HttpGateway, defaul
 from processor.fake_gateway import FakeGatewayConfig, RunningGateway, start_fake_gateway
 from retry.policy import Charged, Declined, Rejected, Transient, TransientKind
 from schemas.payment import PaymentRequest
+from tests.adapters.conftest import GATEWAY_BASE
 from tests.support.raw_server import charge_against
 
-BASE = "http://gateway.test"
 PAN = "4111111111111111"
 CONTRACT_FIELDS = {
     "amount",
@@ -46,18 +46,6 @@ def make_request(**fields: Any) -> PaymentRequest:
     }
     data.update(fields)
     return PaymentRequest.model_validate(data)
-
-
-@pytest.fixture
-def router() -> respx.Router:
-    return respx.Router(base_url=BASE, assert_all_called=False)
-
-
-@pytest.fixture
-async def gateway(router: respx.Router) -> AsyncIterator[HttpGateway]:
-    client = HttpGateway(BASE, 1.0, transport=httpx.MockTransport(router.async_handler))
-    yield client
-    await client.aclose()
 
 
 def charges(router: respx.Router, **mock: Any) -> respx.Route:
@@ -244,7 +232,7 @@ async def test_every_call_uses_payment_id_as_idempotency_key_and_the_contract_bo
     for call in route.calls:
         sent = call.request
         assert sent.method == "POST"
-        assert sent.url == f"{BASE}/v1/charges"
+        assert sent.url == f"{GATEWAY_BASE}/v1/charges"
         assert sent.headers["Idempotency-Key"] == request.key
         assert sent.headers["Content-Type"] == "application/json"
         body = orjson.loads(sent.content)
