@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import grpc
 import pytest
@@ -13,18 +12,8 @@ import pytest
 from dlq_admin.cli.reconcile import reconcile_once
 from processor.config import Settings
 from processor.rpc_client import ChargeTimeout, RpcClient
-from tests.support.collect import Received
+from tests.support.collect import saw
 from tests.support.payments import payment
-
-
-def saw(payment_id: str, routing_key: str) -> Any:
-    def predicate(messages: list[Received]) -> bool:
-        return any(
-            m.routing_key == routing_key and m.json().get("payment_id") == payment_id
-            for m in messages
-        )
-
-    return predicate
 
 
 async def test_unknown_outcome_is_deadline_exceeded_then_reconciled(

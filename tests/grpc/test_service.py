@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from processor.grpc_api.service import ServiceOptions
-from tests.support.collect import Received
+from tests.support.collect import saw
 from tests.support.payments import payment
 
 
@@ -20,16 +20,6 @@ def charge_request(pb: Any, **fields: Any) -> Any:
 
 def status_name(pb: Any, message: Any) -> str:
     return str(pb.pb2.PaymentStatus.Name(message.status))
-
-
-def saw(payment_id: str, routing_key: str) -> Any:
-    def predicate(messages: list[Received]) -> bool:
-        return any(
-            m.routing_key == routing_key and m.json().get("payment_id") == payment_id
-            for m in messages
-        )
-
-    return predicate
 
 
 async def test_charge_returns_the_final_success(start_worker, gateway, stub, pb):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,18 @@ class Collector:
 
     async def wait_count(self, count: int, timeout: float = 60.0) -> list[Received]:
         return await self.wait_for(lambda ms: len(ms) >= count, timeout)
+
+
+def saw(payment_id: str, routing_key: str) -> Callable[[list[Received]], bool]:
+    """A ``Collector.wait_for`` predicate: a ``routing_key`` message about ``payment_id``."""
+
+    def predicate(messages: list[Received]) -> bool:
+        return any(
+            m.routing_key == routing_key and m.json().get("payment_id") == payment_id
+            for m in messages
+        )
+
+    return predicate
 
 
 async def collect_queue(
