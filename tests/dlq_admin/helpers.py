@@ -102,6 +102,16 @@ async def publish_parked(
         await channel.close()
 
 
+EXHAUSTED_AFTER_503: dict[str, Any] = {
+    "reason": "retries_exhausted",
+    "http_status": 503,
+    "error_code": "http_503",
+    "error": "Service Unavailable",
+    "attempts": 6,
+}
+"""Park headers of a payment whose ladder ran out on 503s (``park(..., **EXHAUSTED_AFTER_503)``)."""
+
+
 async def park(
     connection: AbstractRobustConnection,
     names: Names,

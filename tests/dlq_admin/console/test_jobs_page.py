@@ -8,7 +8,7 @@ from typing import Any
 from playwright.async_api import expect
 
 from tests.dlq_admin.console.conftest import Person, Served
-from tests.dlq_admin.helpers import park, queue_depth
+from tests.dlq_admin.helpers import EXHAUSTED_AFTER_503, park, queue_depth
 from tests.dlq_admin.jobs_support import create_job, get_job, park_for_merchants
 
 
@@ -18,15 +18,7 @@ async def test_replay_a_group_as_a_job_and_watch_it_finish(
     admin = served.admin
     await start_worker(gateway_url=gateway.url)  # replayed payments are charged for real
     bodies = await park_for_merchants(admin.connection, admin.names, {"m_a": 3, "m_b": 2})
-    await park(
-        admin.connection,
-        admin.names,
-        reason="retries_exhausted",
-        http_status=503,
-        error_code="http_503",
-        error="Service Unavailable",
-        attempts=6,
-    )
+    await park(admin.connection, admin.names, **EXHAUSTED_AFTER_503)
     await admin.wait_handled(6)
 
     await alice.open("/ui/groups")

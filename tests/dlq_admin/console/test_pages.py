@@ -10,7 +10,14 @@ from playwright.async_api import Browser, expect
 
 from tests.dlq_admin.conftest import OPERATOR_TOKEN
 from tests.dlq_admin.console.conftest import Person, Served
-from tests.dlq_admin.helpers import park, park_many, queue_depth, record_succeeded, request_body
+from tests.dlq_admin.helpers import (
+    EXHAUSTED_AFTER_503,
+    park,
+    park_many,
+    queue_depth,
+    record_succeeded,
+    request_body,
+)
 
 
 async def _entry_id(served: Served, **params: Any) -> str:
@@ -21,15 +28,7 @@ async def _entry_id(served: Served, **params: Any) -> str:
 async def test_overview_counts_refresh_without_a_reload(alice: Person, served: Served) -> None:
     admin = served.admin
     await park_many(admin.connection, admin.names, 3)
-    await park(
-        admin.connection,
-        admin.names,
-        reason="retries_exhausted",
-        http_status=503,
-        error_code="http_503",
-        error="Service Unavailable",
-        attempts=6,
-    )
+    await park(admin.connection, admin.names, **EXHAUSTED_AFTER_503)
     await admin.wait_handled(4)
     await alice.open("/ui/")
     parked = alice.page.locator("[data-count=parked]")
