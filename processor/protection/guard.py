@@ -127,13 +127,25 @@ class GatewayWatch:
         self._metrics.merchants_isolated.set(len(isolated))
 
 
-class RateLimitedGateway:
+class _Paced:
+    """What the rate-limited decorators share: the limiter, and slowing down on a 429."""
+
+    def __init__(self, limiter: RateLimiter, metrics: WorkerMetrics) -> None:
+        self._limiter = limiter
+        self._metrics = metrics
+
+    def _refused(self, retry_after: float | None) -> None:
+        """The gateway answered 429: pause and halve every sender of this worker."""
+        self._limiter.rate_limited(retry_after)
+        self._metrics.gateway_rate.set(self._limiter.core.rate)
+
+
+class RateLimitedGateway(_Paced):
     """Gateway decorator: one rate slot per request; a 429 pauses all of this worker's sends."""
 
     def __init__(self, inner: Gateway, limiter: RateLimiter, metrics: WorkerMetrics) -> None:
+        super().__init__(limiter, metrics)
         self._inner = inner
-        self._limiter = limiter
-        self._metrics = metrics
 
     async def charge(
         self, request: PaymentRequest, traceparent: str | None = None
@@ -141,26 +153,23 @@ class RateLimitedGateway:
         await self._limiter.acquire()
         answer = await self._inner.charge(request, traceparent)
         if isinstance(answer, Transient) and answer.kind is TransientKind.RATE_LIMITED:
-            self._limiter.rate_limited(answer.retry_after)
-            self._metrics.gateway_rate.set(self._limiter.core.rate)
+            self._refused(answer.retry_after)
         return answer
 
 
-class RateLimitedLookup:
+class RateLimitedLookup(_Paced):
     """Charge-lookup decorator: a lookup is a gateway request too, so it takes a slot of the
     same limiter as the charges, and a 429 on it slows every sender of this worker."""
 
     def __init__(self, inner: ChargeLookup, limiter: RateLimiter, metrics: WorkerMetrics) -> None:
+        super().__init__(limiter, metrics)
         self._inner = inner
-        self._limiter = limiter
-        self._metrics = metrics
 
     async def lookup(self, payment_id: str) -> LookupAnswer:
         await self._limiter.acquire()
         answer = await self._inner.lookup(payment_id)
         if isinstance(answer, LookupUnavailable) and answer.rate_limited:
-            self._limiter.rate_limited(answer.retry_after)
-            self._metrics.gateway_rate.set(self._limiter.core.rate)
+            self._refused(answer.retry_after)
         return answer
 
 
