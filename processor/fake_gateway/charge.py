@@ -44,12 +44,21 @@ def _format_seconds(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
 
 
+def over_rate_limit(state: GatewayState) -> web.Response | None:
+    """Count one request against the gateway's own limiter (charges and lookups alike); a
+    429 with the seconds until a token as ``Retry-After`` when it is over, else ``None``."""
+    wait = state.faults.admit(state.config.rate_limit, state.config.rate_limit_burst)
+    if wait is None:
+        return None
+    return respond(state, RATE_LIMITED, f"{max(wait, 0.001):.3f}")
+
+
 async def _transient_fault(state: GatewayState) -> web.Response | None:
     """A fault answered before anything is charged or stored, or ``None`` to go on."""
     config = state.config
-    wait = state.faults.admit(config.rate_limit, config.rate_limit_burst)
-    if wait is not None:
-        return respond(state, RATE_LIMITED, f"{max(wait, 0.001):.3f}")
+    refused = over_rate_limit(state)
+    if refused is not None:
+        return refused
     if config.latency > 0:
         await asyncio.sleep(config.latency)
         config = state.config

@@ -14,8 +14,8 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from processor.fake_gateway.answers import RATE_LIMITED, error, invalid
-from processor.fake_gateway.charge import respond
+from processor.fake_gateway.answers import error, invalid
+from processor.fake_gateway.charge import over_rate_limit, respond
 from processor.fake_gateway.state import STATE_KEY
 from processor.fake_server import JSON, json_response
 
@@ -46,9 +46,9 @@ async def handle_lookup(request: web.Request) -> web.StreamResponse:
     state.lookups += 1
     # A lookup is a request like any other to the gateway's own rate limiter (Stripe counts
     # reads and writes against one limit).
-    wait = state.faults.admit(state.config.rate_limit, state.config.rate_limit_burst)
-    if wait is not None:
-        return respond(state, RATE_LIMITED, f"{max(wait, 0.001):.3f}")
+    refused = over_rate_limit(state)
+    if refused is not None:
+        return refused
     if state.draw(state.config.lookup_failure_rate):
         return respond(state, LOOKUP_UNAVAILABLE)
     key = request.query.get("idempotency_key", "")
