@@ -261,12 +261,15 @@ class ChaosRun:
             self.workers[index] = self._spawn(["worker", "--grace", "5"], f"worker-{index}", env)
 
     async def kill_worker(self, index: int) -> None:
-        """SIGKILL (no chance to clean up), then start a fresh process in its place."""
+        """SIGKILL (no chance to clean up), then start a fresh process in its place. A worker
+        found already dead was killed by the die-after-charge hook and is counted as such."""
         proc = self.workers[index]
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             await asyncio.to_thread(proc.wait, 10)
             self.faults["worker SIGKILL"] += 1
+        else:
+            self.faults["worker died after charge (hook)"] += 1
         await self.start_worker(index)
         self.worker_restarts += 1
 
